@@ -1,0 +1,1 @@
+"""Command-line front ends; each is a console script declared in setup.py."""

@@ -1,0 +1,5 @@
+"""The one exception family that front ends (CLIs, nodes) turn into a single clear line."""
+
+
+class HydraNetError(Exception):
+    """A problem the user can fix (bad file, bad argument, no network); never a bug."""

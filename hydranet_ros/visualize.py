@@ -1,0 +1,76 @@
+"""Colour views of predictions (for RViz, PNG files and montages), all RGB uint8."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .presets import Preset
+
+TITLE_HEIGHT = 24
+
+
+def label_palette(preset: Preset, size: int = 256) -> np.ndarray:
+    """(size, 3) lookup table: class colours, then the ignore colour for every other id."""
+    lut = np.empty((size, 3), dtype=np.uint8)
+    lut[:] = preset.ignore_color
+    count = min(size, preset.num_classes)
+    lut[:count] = preset.colors[:count]
+    return lut
+
+
+def colorize_labels(labels: np.ndarray, preset: Preset) -> np.ndarray:
+    size = 256 if labels.dtype == np.uint8 else 65536
+    return label_palette(preset, size)[labels]
+
+
+def depth_range(depth: np.ndarray, preset: Preset) -> tuple[float, float]:
+    """The preset's display range, or this image's 1st-99th percentile for unknown models."""
+    if preset.depth_range is not None:
+        return preset.depth_range
+    valid = depth[np.isfinite(depth)]
+    if valid.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(valid, [1, 99])
+    return float(low), float(max(high, low + 1e-6))
+
+
+def colorize_depth(depth: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Plasma colour map (as the release's figures) over ``value_range``; invalid is black."""
+    low, high = value_range
+    valid = np.isfinite(depth)
+    scaled = np.clip((np.where(valid, depth, low) - low) / (high - low), 0.0, 1.0)
+    indices = (scaled * 255.0 + 0.5).astype(np.uint8)
+    rgb = cv2.applyColorMap(indices, cv2.COLORMAP_PLASMA)[..., ::-1]
+    rgb[~valid] = 0
+    return np.ascontiguousarray(rgb)
+
+
+def colorize_normals(normals: np.ndarray) -> np.ndarray:
+    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8."""
+    n = np.nan_to_num(normals, nan=0.0)
+    rgb = np.empty(normals.shape, dtype=np.float32)
+    rgb[..., 0] = (n[..., 0] + 1.0) / 2.0 * 255.0
+    rgb[..., 1] = (n[..., 1] + 1.0) / 2.0 * 255.0
+    rgb[..., 2] = (1.0 - n[..., 2]) / 2.0 * 255.0
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _titled(title: str, rgb: np.ndarray) -> np.ndarray:
+    bar = np.full((TITLE_HEIGHT, rgb.shape[1], 3), 255, dtype=np.uint8)
+    cv2.putText(bar, title, (6, TITLE_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.vstack([bar, rgb])
+
+
+def montage(panels: list[tuple[str, np.ndarray]], columns: int | None = None) -> np.ndarray:
+    """Titled panels of equal size side by side (``columns`` per row, default all in one row)."""
+    titled = [_titled(title, rgb) for title, rgb in panels]
+    columns = columns or len(titled)
+    blank = np.zeros_like(titled[0])
+    rows = []
+    for start in range(0, len(titled), columns):
+        row = titled[start:start + columns]
+        row += [blank] * (columns - len(row))
+        rows.append(np.hstack(row))
+    return np.vstack(rows)

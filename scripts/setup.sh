@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment: torch pinned to the CPU build first,
+# then this package with its ROS 2 wheels and test tools. Safe to run again; it only
+# reinstalls when setup.py changed. VENV selects the folder (default .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# colcon crawls for package.xml files and the ROS wheels put many into the venv
+touch "$VENV/COLCON_IGNORE"
+stamp="$VENV/.hydranet-installed"
+want=$(sha1sum setup.py scripts/setup.sh | sha1sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$VENV/bin/python" -m pip install --quiet -e ".[ros,test]"
+    echo "$want" > "$stamp"
+fi

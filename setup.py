@@ -1,0 +1,37 @@
+"""hydranet_ros: an ament_python package that also installs with plain pip."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "hydranet_ros"
+
+CONSOLE_SCRIPTS = [
+    "hydranet-infer = hydranet_ros.cli.infer:entry_point",
+    "hydranet-weights = hydranet_ros.cli.weights:entry_point",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="HydraNet joint segmentation, depth and surface normals for ROS 2",
+    license="BSD-2-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["presets.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    # torch is left unpinned here: install it first (see README) so pip keeps that build.
+    install_requires=["setuptools", "numpy", "opencv-python-headless", "torch", "tqdm"],
+    extras_require={
+        "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
+        "test": ["pytest", "colcon-core", "colcon-ros", "colcon-python-setup-py",
+                 "ros-ament-package"],
+    },
+    zip_safe=True,
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)

@@ -1,0 +1,112 @@
+"""hydranet-infer end to end: every output at the input's full size, and clear failures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hydranet_ros.cli.common import run_main
+from hydranet_ros.cli.infer import PROG, main
+from hydranet_ros.presets import get_preset
+
+
+def infer(args: list[str]) -> int:
+    return run_main(main, args, prog=PROG)
+
+
+def read(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_kitti_example_at_full_size(reference, make_checkpoint, tmp_path):
+    """1226x370 is not divisible by 32: every output must still be 1226x370."""
+    image = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    out = tmp_path / "out"
+    assert infer([str(image), "--weights", str(make_checkpoint(6, 2)), "--out", str(out),
+                  "--device", "cpu"]) == 0
+    labels = read(out / "000099_labels.png")
+    assert labels.shape == (370, 1226) and labels.dtype == np.uint8 and labels.max() < 6
+    assert read(out / "000099_segmentation.png").shape == (370, 1226, 3)
+    depth = np.load(out / "000099_depth.npy")
+    assert depth.shape == (370, 1226) and depth.dtype == np.float32
+    assert np.isfinite(depth).all() and (depth >= 0).all()
+    assert read(out / "000099_depth.png").shape == (370, 1226, 3)
+    assert read(out / "000099_montage.png").shape == (370 + 24, 3 * 1226, 3)
+    assert not (out / "000099_normals.png").exists()
+    # the colour image is the label image through the KITTI colour map (PNG is BGR on disk)
+    colors = read(out / "000099_segmentation.png")[..., ::-1]
+    assert np.array_equal(colors, get_preset("kitti").colors[labels])
+
+
+def test_three_task_folder_with_progress(reference, make_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("000433.png",):
+        shutil.copy(reference / "examples" / "ExpNYUD_three" / name, folder / name)
+    shutil.copy(reference / "examples" / "ExpNYUD_joint" / "000464.png", folder / "000464.png")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "out"
+    assert infer([str(folder), "--weights", str(make_checkpoint(40, 3)), "--out", str(out)]) == 0
+    for stem in ("000433", "000464"):
+        normals = read(out / f"{stem}_normals.png")
+        assert normals.shape == (480, 640, 3)
+        assert read(out / f"{stem}_montage.png").shape == (480 + 24, 4 * 640, 3)
+    err = capsys.readouterr().err
+    assert "images: 100%" in err and "2/2" in err
+
+
+def test_refuses_to_overwrite(reference, make_checkpoint, tmp_path, capsys):
+    image = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    weights = str(make_checkpoint(6, 2))
+    out = tmp_path / "out"
+    assert infer([str(image), "--weights", weights, "--out", str(out)]) == 0
+    before = (out / "000099_labels.png").stat().st_mtime_ns
+    assert infer([str(image), "--weights", weights, "--out", str(out)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (out / "000099_labels.png").stat().st_mtime_ns == before
+    assert infer([str(image), "--weights", weights, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_unreadable_image_is_reported_and_others_still_processed(reference, make_checkpoint,
+                                                                tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    good = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    out = tmp_path / "out"
+    code = infer([str(broken), str(tmp_path / "absent.jpg"), str(good),
+                  "--weights", str(make_checkpoint(6, 2)), "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"cannot read image {broken}: not a readable image file" in err
+    assert "absent.jpg: No such file or directory" in err
+    assert "wrote outputs for 1 of 3 image(s)" in err
+    assert (out / "000099_montage.png").exists()
+
+
+def test_preset_must_fit_the_weights(reference, make_checkpoint, tmp_path, capsys):
+    image = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    assert infer([str(image), "--weights", str(make_checkpoint(6, 2)), "--preset", "nyud",
+                  "--out", str(tmp_path / "o")]) == 1
+    assert "has 6 classes but preset 'nyud' has 40" in capsys.readouterr().err
+
+
+def test_bad_weights_file_from_the_installed_command(reference, tmp_path):
+    """The console script itself: one line on stderr, exit 1, no traceback."""
+    exe = str(Path(sys.executable).with_name("hydranet-infer"))
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    image = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    result = subprocess.run([exe, str(image), "--weights", str(bad), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"hydranet-infer: error: weights file {bad} is corrupted or truncated")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()

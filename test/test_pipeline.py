@@ -1,0 +1,121 @@
+"""Pre- and post-processing agree to the pixel with the release's notebooks, and the colour
+views encode what they claim."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_model
+from hydranet_ros.images import read_rgb
+from hydranet_ros.postprocess import label_dtype, labels_from_logits, postprocess
+from hydranet_ros.predictor import Predictor
+from hydranet_ros.presets import get_preset
+from hydranet_ros.visualize import (colorize_depth, colorize_labels, colorize_normals,
+                                    label_palette, montage)
+
+
+def notebook_outputs(model, img, num_classes, num_tasks):
+    """A transcription of the release's notebook cell (ExpNYUD_three / ExpKITTI_joint)."""
+    img_scale = 1.0 / 255
+    img_mean = np.array([0.485, 0.456, 0.406]).reshape((1, 1, 3))
+    img_std = np.array([0.229, 0.224, 0.225]).reshape((1, 1, 3))
+    prepared = (img * img_scale - img_mean) / img_std
+    with torch.no_grad():
+        out = model(torch.from_numpy(prepared.transpose(2, 0, 1)[None]).float())
+    size = img.shape[:2][::-1]
+    segm = cv2.resize(out[0][0, :num_classes].numpy().transpose(1, 2, 0), size,
+                      interpolation=cv2.INTER_CUBIC)
+    depth = cv2.resize(out[1][0, 0].numpy(), size, interpolation=cv2.INTER_CUBIC)
+    result = {"labels": segm.argmax(axis=2), "depth": np.abs(depth)}
+    if num_tasks == 3:
+        norm = cv2.resize(out[2][0].numpy().transpose(1, 2, 0), size, interpolation=cv2.INTER_CUBIC)
+        out_norm = norm / np.linalg.norm(norm, axis=2, keepdims=True)
+        out_norm[:, :, 0] = ((out_norm[:, :, 0] + 1.0) / 2.0) * 255.0
+        out_norm[:, :, 1] = ((out_norm[:, :, 1] + 1.0) / 2.0) * 255.0
+        out_norm[:, :, 2] = ((1.0 - out_norm[:, :, 2]) / 2.0) * 255.0
+        result["normals_rgb"] = out_norm.astype(np.uint8)
+    return result
+
+
+@pytest.mark.parametrize("example, preset_name", [
+    ("ExpNYUD_three/000433.png", "nyud_three"),
+    ("ExpKITTI_joint/000099.png", "kitti"),
+])
+def test_pipeline_matches_release_notebook_to_the_pixel(reference, example, preset_name):
+    preset = get_preset(preset_name)
+    model = make_model(preset.num_classes, preset.num_tasks, seed=5)
+    img = read_rgb(reference / "examples" / example)
+    expected = notebook_outputs(model, img, preset.num_classes, preset.num_tasks)
+    pred = Predictor(model, preset, torch.device("cpu")).predict(img)
+
+    assert pred.labels.shape == img.shape[:2] and pred.labels.dtype == np.uint8
+    assert np.array_equal(pred.labels, expected["labels"])
+    assert len(np.unique(pred.labels)) > 1, "degenerate labels would make the check vacuous"
+    assert np.array_equal(pred.depth, expected["depth"])
+    cmap_file = "cmap_nyud.npy" if preset_name.startswith("nyud") else "cmap_kitti.npy"
+    cmap = np.load(reference / cmap_file)
+    offset = 1 if preset_name.startswith("nyud") else 0  # the release's NYUD map is id + 1
+    assert np.array_equal(colorize_labels(pred.labels, preset), cmap[pred.labels + offset])
+    if preset.num_tasks == 3:
+        assert np.array_equal(colorize_normals(pred.normals), expected["normals_rgb"])
+        norms = np.linalg.norm(pred.normals, axis=2)
+        assert np.allclose(norms, 1.0, atol=1e-5)
+
+
+def test_reading_matches_pil(reference):
+    from PIL import Image
+    path = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    assert np.array_equal(read_rgb(path), np.array(Image.open(path)))
+
+
+def test_labels_dtype_and_single_class():
+    assert label_dtype(40) == np.uint8 and label_dtype(256) == np.uint8
+    assert label_dtype(300) == np.uint16
+    one = labels_from_logits(np.random.rand(1, 5, 7).astype(np.float32), (20, 28))
+    assert one.shape == (20, 28) and not one.any()
+    many = labels_from_logits(np.random.rand(300, 5, 7).astype(np.float32), (10, 14))
+    assert many.dtype == np.uint16 and many.max() >= 256
+
+
+def test_postprocess_sizes_and_units():
+    raw = (np.random.rand(6, 8, 10).astype(np.float32),
+           -np.full((1, 8, 10), 3.0, dtype=np.float32),
+           np.random.randn(3, 8, 10).astype(np.float32))
+    pred = postprocess(raw, (31, 39))
+    assert pred.labels.shape == pred.depth.shape == (31, 39)
+    assert pred.normals.shape == (31, 39, 3)
+    assert np.allclose(pred.depth, 3.0)  # abs() of a negative constant
+    assert pred.depth.dtype == np.float32 and pred.normals.dtype == np.float32
+
+
+def test_label_colours_and_ignore():
+    preset = get_preset("kitti")
+    labels = np.array([[0, 5, 6, 255]], dtype=np.uint8)
+    rgb = colorize_labels(labels, preset)
+    assert rgb.tolist() == [[[128, 128, 128], [64, 0, 128], [0, 0, 0], [0, 0, 0]]]
+    wide = colorize_labels(np.array([[2, 60000]], dtype=np.uint16), preset)
+    assert wide.tolist() == [[[128, 64, 128], [0, 0, 0]]]
+    assert label_palette(preset).shape == (256, 3)
+
+
+def test_depth_colours():
+    depth = np.array([[0.0, 40.0, 80.0, 200.0, np.nan]], dtype=np.float32)
+    rgb = colorize_depth(depth, (0.0, 80.0))
+    plasma = cv2.applyColorMap(np.array([[0, 128, 255]], dtype=np.uint8), cv2.COLORMAP_PLASMA)
+    assert rgb[0, :3].tolist() == plasma[0, :, ::-1].tolist()
+    assert rgb[0, 3].tolist() == rgb[0, 2].tolist()  # clipped at the far end
+    assert rgb[0, 4].tolist() == [0, 0, 0]  # invalid
+
+
+def test_normal_colours():
+    normals = np.array([[[0, 0, -1], [1, 0, 0], [0, -1, 0]]], dtype=np.float32)
+    assert colorize_normals(normals).tolist() == [[[127, 127, 255], [255, 127, 127], [127, 0, 127]]]
+
+
+def test_montage_layout():
+    panels = [(str(i), np.full((10, 20, 3), i, dtype=np.uint8)) for i in range(5)]
+    assert montage(panels).shape == (10 + 24, 100, 3)
+    assert montage(panels, columns=2).shape == (3 * 34, 40, 3)
