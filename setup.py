@@ -9,6 +9,7 @@ PACKAGE = "hydranet_ros"
 CONSOLE_SCRIPTS = [
     "hydranet-infer = hydranet_ros.cli.infer:entry_point",
     "hydranet-weights = hydranet_ros.cli.weights:entry_point",
+    "hydranet_node = hydranet_ros.ros.node:entry_point",
 ]
 
 setup(
@@ -29,7 +30,7 @@ setup(
     install_requires=["setuptools", "numpy", "opencv-python-headless", "torch", "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
-        "test": ["pytest", "colcon-core", "colcon-ros", "colcon-python-setup-py",
+        "test": ["pytest", "pillow", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
                  "ros-ament-package"],
     },
     zip_safe=True,

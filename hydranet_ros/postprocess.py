@@ -13,38 +13,54 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MAX_RESIZE_CHANNELS = 128
+
+PARTS = ("labels", "depth", "normals")
 
 
 @dataclass
 class Prediction:
-    labels: np.ndarray  # (H, W) uint8, or uint16 for more than 256 classes
-    depth: np.ndarray  # (H, W) float32 metres
-    normals: np.ndarray | None  # (H, W, 3) float32 unit vectors (NaN where undefined)
+    """Full-resolution results; a part that was not asked for (or has no head) is None."""
+    labels: np.ndarray | None  # (H, W) uint8, or uint16 for more than 256 classes
+    depth: np.ndarray | None  # (H, W) float32 metres
+    normals: np.ndarray | None  # (H, W, 3) float32 unit vectors
 
 
 def label_dtype(num_classes: int) -> type:
     return np.uint8 if num_classes <= 256 else np.uint16
 
 
-def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_map(values: np.ndarray, size: tuple[int, int],
+               out: np.ndarray | None = None) -> np.ndarray:
     """Bicubic resize of an (h, w[, c]) float map to ``size`` = (height, width)."""
     height, width = size
     if values.shape[:2] == (height, width):
-        return values
-    if values.ndim == 3 and values.shape[2] > MAX_RESIZE_CHANNELS:  # OpenCV's channel limit
-        return np.concatenate([resize_map(values[:, :, i:i + MAX_RESIZE_CHANNELS], size)
-                               .reshape(height, width, -1)
-                               for i in range(0, values.shape[2], MAX_RESIZE_CHANNELS)], axis=2)
-    return cv2.resize(values, (width, height), interpolation=cv2.INTER_CUBIC)
+        if out is None:
+            return values
+        out[...] = values
+        return out
+    return cv2.resize(values, (width, height), dst=out, interpolation=cv2.INTER_CUBIC)
 
 
 def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) class scores -> (H, W) ids: argmax after the bicubic resize, as released."""
+    """(C, h, w) class scores -> (H, W) ids: the argmax of the bicubically resized scores.
+
+    Same ids as the release (resize all planes, then argmax; the first maximum wins), but
+    computed one class plane at a time as a running maximum: a fraction of the memory
+    traffic of a (H, W, C) array, which matters at 40 classes.
+    """
     num_classes = logits.shape[0]
-    resized = resize_map(np.ascontiguousarray(logits.transpose(1, 2, 0)), size)
-    # reshape: cv2 drops the channel axis of a single-channel map
-    return resized.reshape(*size, num_classes).argmax(axis=2).astype(label_dtype(num_classes))
+    best = np.array(resize_map(logits[0], size), dtype=np.float32)
+    labels = np.zeros(size, dtype=label_dtype(num_classes))
+    plane = np.empty_like(best)
+    greater = np.empty(size, dtype=np.uint8)
+    class_id = np.empty_like(labels)
+    for c in range(1, num_classes):
+        resize_map(logits[c], size, out=plane)
+        cv2.compare(plane, best, cv2.CMP_GT, dst=greater)
+        cv2.max(best, plane, dst=best)
+        class_id.fill(c)
+        cv2.copyTo(class_id, greater, dst=labels)
+    return labels
 
 
 def depth_from_raw(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -53,18 +69,24 @@ def depth_from_raw(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def normals_from_raw(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(3, h, w) raw normals -> (H, W, 3) unit vectors in the camera's optical frame."""
+    """(3, h, w) raw normals -> (H, W, 3) unit vectors in the camera's optical frame.
+
+    The same float32 arithmetic as the release's ``norm / np.linalg.norm(norm, axis=2)``
+    (squares summed x, y, z in order, correctly rounded sqrt and division), done plane by
+    plane with OpenCV; a zero vector stays zero.
+    """
     resized = resize_map(np.ascontiguousarray(normals.transpose(1, 2, 0)), size)
-    norm = np.linalg.norm(resized, axis=2, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = resized / norm
-    return unit.astype(np.float32, copy=False)
+    x, y, z = cv2.split(np.ascontiguousarray(resized, dtype=np.float32))
+    norm = cv2.sqrt(cv2.add(cv2.add(cv2.multiply(x, x), cv2.multiply(y, y)), cv2.multiply(z, z)))
+    return cv2.merge([cv2.divide(x, norm), cv2.divide(y, norm), cv2.divide(z, norm)])
 
 
-def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int]) -> Prediction:
-    """Raw outputs of one image (no batch axis) -> full-resolution Prediction."""
+def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
+                parts: set[str] | frozenset[str] = frozenset(PARTS)) -> Prediction:
+    """Raw outputs of one image (no batch axis) -> full-resolution Prediction of ``parts``."""
     return Prediction(
-        labels=labels_from_logits(outputs[0], size),
-        depth=depth_from_raw(outputs[1], size),
-        normals=normals_from_raw(outputs[2], size) if len(outputs) > 2 else None,
+        labels=labels_from_logits(outputs[0], size) if "labels" in parts else None,
+        depth=depth_from_raw(outputs[1], size) if "depth" in parts else None,
+        normals=normals_from_raw(outputs[2], size)
+        if "normals" in parts and len(outputs) > 2 else None,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -11,7 +12,7 @@ from . import weights as weights_mod
 from .checkpoint import load_model
 from .errors import HydraNetError
 from .model import HydraNet
-from .postprocess import Prediction, postprocess
+from .postprocess import PARTS, Prediction, postprocess
 from .presets import Preset, check_compatible, get_preset, preset_for_model, preset_names
 
 
@@ -79,11 +80,39 @@ class Predictor:
         return self.model.num_tasks == 3
 
     @torch.inference_mode()
-    def raw_outputs(self, rgb: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The network's outputs for one image, without the batch axis, on the CPU."""
+    def raw_outputs(self, rgb: np.ndarray,
+                    inference_size: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
+        """The network's outputs for one image, without the batch axis, on the CPU.
+
+        ``inference_size`` (height, width) runs the network on a resized copy of the image.
+        """
         check_rgb(rgb)
+        if inference_size is not None and inference_size != rgb.shape[:2]:
+            rgb = resize_image(rgb, inference_size)
         x = torch.from_numpy(normalize(rgb, self.preset)).to(self.device)
         return tuple(out[0].float().cpu().numpy() for out in self.model(x))
 
-    def predict(self, rgb: np.ndarray) -> Prediction:
-        return postprocess(self.raw_outputs(rgb), rgb.shape[:2])
+    def predict(self, rgb: np.ndarray, inference_size: tuple[int, int] | None = None,
+                parts: set[str] | frozenset[str] = frozenset(PARTS)) -> Prediction:
+        """Results at the image's own resolution, whatever size the network ran at."""
+        return postprocess(self.raw_outputs(rgb, inference_size), rgb.shape[:2], parts)
+
+
+def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    height, width = size
+    shrinking = height * width < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def inference_size(image_size: tuple[int, int], width: int, height: int) -> tuple[int, int] | None:
+    """The network's input size for an image: 0 x 0 is native, one 0 keeps the aspect ratio."""
+    if width <= 0 and height <= 0:
+        return None
+    image_height, image_width = image_size
+    if width <= 0:
+        width = max(1, round(image_width * height / image_height))
+    if height <= 0:
+        height = max(1, round(image_height * width / image_width))
+    return height, width

@@ -20,8 +20,9 @@ def label_palette(preset: Preset, size: int = 256) -> np.ndarray:
 
 
 def colorize_labels(labels: np.ndarray, preset: Preset) -> np.ndarray:
-    size = 256 if labels.dtype == np.uint8 else 65536
-    return label_palette(preset, size)[labels]
+    if labels.dtype == np.uint8:  # OpenCV's table lookup, several times numpy's indexing
+        return cv2.LUT(cv2.merge([labels, labels, labels]), label_palette(preset)[:, None, :])
+    return label_palette(preset, 65536)[labels]
 
 
 def depth_range(depth: np.ndarray, preset: Preset) -> tuple[float, float]:
@@ -35,25 +36,28 @@ def depth_range(depth: np.ndarray, preset: Preset) -> tuple[float, float]:
     return float(low), float(max(high, low + 1e-6))
 
 
+#: OpenCV's plasma colour map as an RGB lookup table (its own output is BGR).
+PLASMA_RGB = np.ascontiguousarray(
+    cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_PLASMA)[:, :, ::-1])
+
+
 def colorize_depth(depth: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     """Plasma colour map (as the release's figures) over ``value_range``; invalid is black."""
     low, high = value_range
-    valid = np.isfinite(depth)
-    scaled = np.clip((np.where(valid, depth, low) - low) / (high - low), 0.0, 1.0)
-    indices = (scaled * 255.0 + 0.5).astype(np.uint8)
-    rgb = cv2.applyColorMap(indices, cv2.COLORMAP_PLASMA)[..., ::-1]
-    rgb[~valid] = 0
-    return np.ascontiguousarray(rgb)
+    scale = 255.0 / (high - low)
+    # fmax maps NaN to ``low``; convertScaleAbs rounds and saturates at 255 (clips the far end)
+    indices = cv2.convertScaleAbs(np.fmax(depth, np.float32(low)), alpha=scale, beta=-low * scale)
+    colored = cv2.applyColorMap(indices, PLASMA_RGB)
+    return cv2.bitwise_and(colored, colored, mask=np.isfinite(depth).view(np.uint8))
 
 
 def colorize_normals(normals: np.ndarray) -> np.ndarray:
-    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8."""
-    n = np.nan_to_num(normals, nan=0.0)
-    rgb = np.empty(normals.shape, dtype=np.float32)
-    rgb[..., 0] = (n[..., 0] + 1.0) / 2.0 * 255.0
-    rgb[..., 1] = (n[..., 1] + 1.0) / 2.0 * 255.0
-    rgb[..., 2] = (1.0 - n[..., 2]) / 2.0 * 255.0
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8.
+
+    Negating z first makes one expression serve all channels: 1 - z == 1 + (-z) exactly.
+    """
+    flipped = normals * np.array([1.0, 1.0, -1.0], dtype=np.float32)
+    return (((flipped + 1.0) / 2.0) * 255.0).astype(np.uint8)
 
 
 def _titled(title: str, rgb: np.ndarray) -> np.ndarray:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,10 @@ from hydranet_ros.checkpoint import save_checkpoint
 from hydranet_ros.model import HydraNet
 
 REPO = Path(__file__).resolve().parents[1]
+
+# ROS 2 tests talk over DDS: keep them on this host and off other test runs' domains.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 REFERENCE_SUBDIR = Path("reference") / "multi-task-refinenet"
 
 
@@ -67,3 +74,35 @@ def make_checkpoint(tmp_path: Path):
         save_checkpoint(make_model(num_classes, num_tasks, seed), path)
         return path
     return factory
+
+
+@pytest.fixture(scope="session")
+def ros():
+    """An initialised rclpy context for the test process."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+def source_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split()
+    return [f for f in listed if (REPO / f).is_file()]
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory) -> Path:
+    if shutil.which("colcon", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("colcon is not installed (pip install colcon-core colcon-ros "
+                    "colcon-python-setup-py ros-ament-package)")
+    ws = tmp_path_factory.mktemp("ws")
+    src = ws / "src" / "hydranet_ros"
+    for name in source_files():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, src / name)
+    colcon = str(Path(sys.executable).with_name("colcon"))
+    result = subprocess.run([colcon, "build", "--base-paths", "src"], cwd=ws, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return ws / "install" / "hydranet_ros"

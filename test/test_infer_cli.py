@@ -9,7 +9,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from hydranet_ros.cli.common import run_main
 from hydranet_ros.cli.infer import PROG, main

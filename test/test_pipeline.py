@@ -119,3 +119,25 @@ def test_montage_layout():
     panels = [(str(i), np.full((10, 20, 3), i, dtype=np.uint8)) for i in range(5)]
     assert montage(panels).shape == (10 + 24, 100, 3)
     assert montage(panels, columns=2).shape == (3 * 34, 40, 3)
+
+
+@pytest.mark.parametrize("classes", [2, 6, 40, 300])
+def test_running_argmax_equals_resize_then_argmax(classes):
+    rng = np.random.default_rng(classes)
+    logits = rng.normal(size=(classes, 13, 17)).astype(np.float32)
+    logits[classes // 2] = logits[0]  # an exact tie: the first class must win, as argmax does
+    expected = np.concatenate([cv2.resize(np.ascontiguousarray(logits[i:i + 100].transpose(1, 2, 0)),
+                                          (70, 50), interpolation=cv2.INTER_CUBIC)
+                               .reshape(50, 70, -1) for i in range(0, classes, 100)], axis=2)
+    labels = labels_from_logits(logits, (50, 70))
+    assert np.array_equal(labels, expected.argmax(axis=2))
+    assert labels.dtype == (np.uint8 if classes <= 256 else np.uint16)
+
+
+def test_normals_match_numpy_normalisation():
+    raw = np.random.default_rng(3).normal(size=(3, 12, 16)).astype(np.float32)
+    pred = postprocess((np.zeros((2, 12, 16), np.float32), np.zeros((1, 12, 16), np.float32), raw),
+                       (45, 61))
+    resized = cv2.resize(np.ascontiguousarray(raw.transpose(1, 2, 0)), (61, 45),
+                         interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(pred.normals, resized / np.linalg.norm(resized, axis=2, keepdims=True))

@@ -1,0 +1,109 @@
+"""The node's own cost per frame, everything except the network: message conversion,
+post-processing, colour views, point cloud, message building and publishing.
+
+    .venv/bin/python benchmarks/node_overhead.py [--width 640 --height 480 --repeat 30]
+
+Runs the same functions the node runs, on one 640x480 frame with every output on, for the
+6-class/2-task (KITTI) and 40-class/3-task (NYUD) heads, and prints the median per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import rclpy  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
+
+from hydranet_ros.geometry import Intrinsics  # noqa: E402
+from hydranet_ros.model import HydraNet  # noqa: E402
+from hydranet_ros.outputs import OUTPUTS, OutputSettings, compute_outputs  # noqa: E402
+from hydranet_ros.postprocess import postprocess  # noqa: E402
+from hydranet_ros.predictor import Predictor  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
+from hydranet_ros.ros.conversions import image_to_rgb, output_message  # noqa: E402
+
+STAGES = ("decode", "postprocess", "outputs", "messages", "publish")
+
+
+def frame_message(width: int, height: int) -> Image:
+    rng = np.random.default_rng(0)
+    msg = Image(height=height, width=width, encoding="bgr8", step=width * 3)
+    msg.data = rng.integers(0, 256, (height, width, 3), dtype=np.uint8).tobytes()
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def measure(preset_name: str, width: int, height: int, repeat: int, node: Node) -> dict[str, float]:
+    preset = get_preset(preset_name)
+    torch.manual_seed(0)
+    predictor = Predictor(HydraNet(preset.num_classes, preset.num_tasks).eval(), preset,
+                          torch.device("cpu"))
+    msg = frame_message(width, height)
+    raw = predictor.raw_outputs(image_to_rgb(msg))  # the network: not part of the overhead
+    intr = Intrinsics(500.0, 500.0, width / 2, height / 2, width, height)
+    wanted = {spec.name for spec in OUTPUTS
+              if preset.num_tasks == 3 or "normals" not in spec.needs}
+    publishers = {name: node.create_publisher(PointCloud2 if name == "points" else Image,
+                                              f"bench/{name}", 1) for name in wanted}
+    subscriptions = [node.create_subscription(PointCloud2 if name == "points" else Image,
+                                              f"bench/{name}", lambda m: None, 1)
+                     for name in wanted]
+    settings = OutputSettings(max_depth=1e6)
+    times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for i in range(repeat + 3):
+        t0 = time.perf_counter()
+        rgb = image_to_rgb(msg)
+        t1 = time.perf_counter()
+        pred = postprocess(raw, (height, width))
+        t2 = time.perf_counter()
+        arrays = compute_outputs(rgb, pred, preset, settings, wanted, intr)
+        t3 = time.perf_counter()
+        messages = {name: output_message(name, msg.header, a) for name, a in arrays.items()}
+        t4 = time.perf_counter()
+        for name, out in messages.items():
+            publishers[name].publish(out)
+        t5 = time.perf_counter()
+        if i >= 3:  # warm-up
+            for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                times[stage].append(seconds)
+        rclpy.spin_once(node, timeout_sec=0)
+    for sub in subscriptions:
+        node.destroy_subscription(sub)
+    for pub in publishers.values():
+        node.destroy_publisher(pub)
+    return {stage: statistics.median(values) * 1e3 for stage, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    rclpy.init()
+    node = Node("hydranet_overhead_benchmark")
+    print(f"node overhead per frame at {args.width}x{args.height}, all outputs on, median of "
+          f"{args.repeat} frames (ms); {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(f"{'model':28s}" + "".join(f"{s:>12s}" for s in STAGES) + f"{'total':>10s}")
+    for name, label in (("kitti", "6 classes, 2 tasks (kitti)"),
+                        ("nyud_three", "40 classes, 3 tasks (nyud)")):
+        result = measure(name, args.width, args.height, args.repeat, node)
+        print(f"{label:28s}" + "".join(f"{result[s]:12.1f}" for s in STAGES)
+              + f"{sum(result.values()):10.1f}")
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

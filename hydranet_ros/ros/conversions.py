@@ -1,0 +1,142 @@
+"""sensor_msgs <-> numpy without cv_bridge, with cv_bridge's semantics for what is supported.
+
+Decoding validates every field first and raises ``ImageError`` naming the field, so that a
+node can skip a malformed frame with one clear warning. Arrays are views of the message
+buffer wherever the layout allows (no copy for rgb8, bgr8 and padded rows).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from ..errors import HydraNetError
+from ..geometry import Intrinsics
+
+#: Supported input encodings: (channels, bytes per channel).
+INPUT_ENCODINGS = {
+    "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1),
+    "mono8": (1, 1), "mono16": (1, 2),
+}
+#: The largest side accepted, against absurd sizes in corrupted headers.
+MAX_SIDE = 1 << 15
+HOST_BIG_ENDIAN = sys.byteorder == "big"
+POINT_FIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u2"): PointField.UINT16}
+#: Output encodings of arrays, by (dtype, channels).
+OUTPUT_ENCODINGS = {
+    ("uint8", 1): "mono8", ("uint16", 1): "mono16", ("uint8", 3): "rgb8",
+    ("float32", 1): "32FC1", ("float32", 3): "32FC3",
+}
+
+
+class ImageError(HydraNetError):
+    """A message that cannot be turned into an image; ``field`` names the offending field."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+
+
+def _check_layout(msg, channels: int, depth: int) -> None:
+    width, height, step, size = msg.width, msg.height, msg.step, len(msg.data)
+    if width == 0 or height == 0:
+        raise ImageError("width/height", f"image is empty ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageError("width/height", f"{width}x{height} exceeds {MAX_SIDE} pixels a side")
+    if step < width * channels * depth:
+        raise ImageError("step", f"{step} bytes is less than width x bytes per pixel "
+                         f"({width} x {channels * depth})")
+    if size != step * height:
+        raise ImageError("data", f"{size} bytes, expected step x height = {step} x {height} "
+                         f"= {step * height}")
+
+
+#: OpenCV conversions to RGB, by input encoding (rgb8 needs none, mono16 is scaled first).
+TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+          "mono8": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB}
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a sensor_msgs/Image: a view of the message for rgb8 (padded
+    rows too), one OpenCV conversion otherwise.
+
+    As cv_bridge's ``imgmsg_to_cv2(msg, 'rgb8')``: alpha is dropped, grey is replicated,
+    mono16 is scaled by 255/65535 and rounded, ``is_bigendian`` is honoured.
+    """
+    encoding = msg.encoding
+    if encoding not in INPUT_ENCODINGS:
+        hint = " (use rgb8 or bgr8 for colour)" if encoding.startswith("8UC") else ""
+        raise ImageError("encoding", f"'{encoding}' is not supported{hint}; supported: "
+                         f"{', '.join(INPUT_ENCODINGS)}")
+    channels, depth = INPUT_ENCODINGS[encoding]
+    _check_layout(msg, channels, depth)
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    pixels = rows[:, :msg.width * channels * depth]
+    if depth == 2:
+        order = ">" if msg.is_bigendian else "<"
+        gray16 = pixels.view(np.dtype(f"{order}u2")).reshape(msg.height, msg.width)
+        pixels = cv2.convertScaleAbs(gray16.astype(np.uint16), alpha=255.0 / 65535.0)
+    image = pixels.reshape(msg.height, msg.width, channels)
+    return image if encoding == "rgb8" else cv2.cvtColor(image, TO_RGB[encoding])
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (JPEG or PNG)."""
+    if "compressedDepth" in msg.format:
+        raise ImageError("format", f"'{msg.format}' is a depth transport, not a colour image")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageError("data", f"{data.size} bytes are not a decodable JPEG/PNG image "
+                         f"(format '{msg.format}')")
+    return image[:, :, ::-1]
+
+
+def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
+    """Intrinsics of a CameraInfo that must describe a ``width`` x ``height`` image."""
+    if (info.width, info.height) != (width, height):
+        raise ImageError("camera_info", f"size {info.width}x{info.height} does not match the "
+                         f"image's {width}x{height}")
+    try:
+        return Intrinsics.from_k(info.k, width, height)
+    except HydraNetError as exc:
+        raise ImageError("camera_info", f"{exc}") from None
+
+
+def image_message(header, array: np.ndarray) -> Image:
+    """A sensor_msgs/Image holding ``array``; the encoding follows from its dtype and shape."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    encoding = OUTPUT_ENCODINGS[(array.dtype.name, channels)]
+    array = np.ascontiguousarray(array)
+    msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
+                is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
+    msg.data = array.tobytes()
+    return msg
+
+
+def pointcloud_message(header, cloud: np.ndarray) -> PointCloud2:
+    """A PointCloud2 of a POINT_DTYPE array: organized when it has several rows."""
+    fields = [PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype], count=1)
+              for name, (dtype, offset) in cloud.dtype.fields.items()]
+    msg = PointCloud2(header=header, height=cloud.shape[0], width=cloud.shape[1], fields=fields,
+                      is_bigendian=False, point_step=cloud.dtype.itemsize,
+                      row_step=cloud.dtype.itemsize * cloud.shape[1],
+                      is_dense=not bool(np.isnan(cloud["z"]).any()))
+    msg.data = np.ascontiguousarray(cloud).tobytes()
+    return msg
+
+
+def output_message(name: str, header, array: np.ndarray) -> Image | PointCloud2:
+    """The message of one of the node's outputs (see ``outputs.OUTPUTS``)."""
+    return pointcloud_message(header, array) if name == "points" else image_message(header, array)
+
+
+def camera_info_for(info: CameraInfo, header) -> CameraInfo:
+    """``info`` restamped with the image's header, for consumers pairing it with depth."""
+    return CameraInfo(header=header, height=info.height, width=info.width,
+                      distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
+                      p=info.p, binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
+

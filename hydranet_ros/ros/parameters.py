@@ -1,0 +1,114 @@
+"""The node's parameters as one table: name, default, meaning, range, and whether it can
+change while the node runs. Declared with descriptors so ``ros2 param describe`` explains
+them and rclpy enforces the ranges; choices are checked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType)
+from rclpy.parameter import Parameter
+
+from ..outputs import OUTPUTS, POINT_COLOR_SOURCES
+from ..presets import preset_names
+from .qos import RELIABILITY
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: object
+    description: str
+    read_only: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+MAX_SIZE = 8192
+MAX_METRES = 1000.0
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("weights", "kitti", "checkpoint file, or an official preset name (downloaded "
+              "into the cache on first use)", read_only=True),
+    ParamSpec("preset", "", "class names, colours and depth range; empty: from the weights",
+              read_only=True, choices=("",) + tuple(preset_names())),
+    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
+    ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
+              "'image/compressed'", read_only=True, choices=("raw", "compressed")),
+    ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "
+              "(best_effort accepts both kinds of publisher)", read_only=True,
+              choices=tuple(RELIABILITY)),
+    ParamSpec("input_depth", 1, "QoS history depth of the subscriptions", read_only=True,
+              low=1, high=100),
+    ParamSpec("output_reliability", "reliable", "QoS reliability of the publishers",
+              read_only=True, choices=tuple(RELIABILITY)),
+    ParamSpec("output_depth", 1, "QoS history depth of the publishers", read_only=True,
+              low=1, high=100),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics reports",
+              read_only=True, low=0.1, high=60.0),
+    ParamSpec("inference_width", 0, "network input width; 0 with inference_height 0 is the "
+              "image's own size, 0 alone keeps the aspect ratio", low=0, high=MAX_SIZE),
+    ParamSpec("inference_height", 0, "network input height (see inference_width)",
+              low=0, high=MAX_SIZE),
+    *(ParamSpec(f"publish_{spec.name}", True, f"publish '{spec.topic}' (computed only while "
+                "someone subscribes)") for spec in OUTPUTS),
+    ParamSpec("overlay_alpha", 0.5, "weight of the class colours in segmentation/overlay",
+              low=0.0, high=1.0),
+    ParamSpec("max_depth", 0.0, "depth beyond this (m) is published as NaN; 0: the preset's "
+              "range", low=0.0, high=MAX_METRES),
+    ParamSpec("pointcloud_stride", 1, "keep every n-th row and column in the point cloud",
+              low=1, high=64),
+    ParamSpec("pointcloud_max_depth", 0.0, "points beyond this (m) are invalid; 0: max_depth",
+              low=0.0, high=MAX_METRES),
+    ParamSpec("pointcloud_organized", True, "true: height x width with NaN for invalid "
+              "points; false: only valid points, in one row"),
+    ParamSpec("pointcloud_color", "image", "colour of the points: the camera image or the "
+              "segmentation colours", choices=POINT_COLOR_SOURCES),
+    ParamSpec("pointcloud_exclude_classes", [], "class names left out of the point cloud "
+              "(e.g. sky)"),
+)
+PARAM_BY_NAME = {spec.name: spec for spec in PARAMS}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(name=spec.name, description=spec.description,
+                               read_only=spec.read_only)
+    if spec.choices is not None:
+        desc.additional_constraints = "one of: " + ", ".join(repr(c) for c in spec.choices)
+    if isinstance(spec.default, list):
+        desc.type = ParameterType.PARAMETER_STRING_ARRAY
+    elif isinstance(spec.default, bool) or spec.low is None:
+        pass
+    elif isinstance(spec.default, int):
+        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    else:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
+                                                        to_value=float(spec.high), step=0.0)]
+    return desc
+
+
+def choice_error(name: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (ranges aside), or None."""
+    spec = PARAM_BY_NAME.get(name)
+    if spec is None or spec.choices is None or value in spec.choices:
+        return None
+    return f"{name} must be one of {', '.join(repr(c) for c in spec.choices)}, got {value!r}"
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter on ``node`` (overrides from files and the command line apply).
+
+    String arrays are declared by type: an empty default would otherwise be taken for a
+    byte array, and an empty list in YAML leaves them unset.
+    """
+    for spec in PARAMS:
+        if isinstance(spec.default, list):
+            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+            if node.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
+                node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY,
+                                               list(spec.default))])
+        else:
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))

@@ -1,0 +1,136 @@
+"""Image messages <-> arrays, against OpenCV doing what cv_bridge does for each encoding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs", reason="ROS 2 message packages are not installed (pip install -e .[ros])")
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+
+from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
+from hydranet_ros.ros.conversions import (ImageError, camera_info_for,  # noqa: E402
+                                          camera_intrinsics, compressed_to_rgb, image_message,
+                                          image_to_rgb, pointcloud_message)
+from ros_harness import image_msg  # noqa: E402
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+
+
+def stamp():
+    from builtin_interfaces.msg import Time
+    return Time(sec=1, nanosec=2)
+
+
+def cv_bridge_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
+    """What cv_bridge's imgmsg_to_cv2(msg, 'rgb8') computes, step by step with OpenCV."""
+    if encoding == "mono16":
+        return cv2.cvtColor(cv2.convertScaleAbs(array, alpha=255.0 / 65535.0), cv2.COLOR_GRAY2RGB)
+    code = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+            "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}[encoding]
+    return array.copy() if code is None else cv2.cvtColor(array, code)
+
+
+SOURCES = {
+    "rgb8": RGB,
+    "bgr8": RGB[:, :, ::-1].copy(),
+    "rgba8": np.dstack([RGB, RNG.integers(0, 256, (7, 9), dtype=np.uint8)]),
+    "bgra8": np.dstack([RGB[:, :, ::-1], RNG.integers(0, 256, (7, 9), dtype=np.uint8)]),
+    "mono8": RGB[:, :, 0].copy(),
+    "mono16": RNG.integers(0, 65536, (7, 9), dtype=np.uint16),
+}
+
+
+@pytest.mark.parametrize("encoding", list(SOURCES))
+@pytest.mark.parametrize("pad", [0, 5])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_decoding_agrees_with_cv_bridge(encoding, pad, big_endian):
+    array = SOURCES[encoding]
+    msg = image_msg(array, encoding, stamp(), pad=pad, big_endian=big_endian)
+    rgb = image_to_rgb(msg)
+    assert rgb.shape == (7, 9, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb, cv_bridge_rgb8(array, encoding))
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_rgb8_is_decoded_without_a_copy(pad):
+    msg = image_msg(SOURCES["rgb8"], "rgb8", stamp(), pad=pad)
+    assert np.shares_memory(image_to_rgb(msg), np.frombuffer(msg.data, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("mutate, field, text", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "encoding", "'yuv422' is not supported"),
+    (lambda m: setattr(m, "encoding", "8UC3"), "encoding", "(use rgb8 or bgr8 for colour)"),
+    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "data", "188 bytes, expected step x height = 27 x 7 = 189"),
+    (lambda m: setattr(m, "data", bytes(m.data) + b"x"), "data", "190 bytes"),
+    (lambda m: setattr(m, "step", 20), "step", "20 bytes is less than width x bytes per pixel (9 x 3)"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "height", 0)), "width/height", "image is empty (0x0)"),
+    (lambda m: setattr(m, "height", 1 << 20), "width/height", "exceeds"),
+])
+def test_bad_messages_name_the_field(mutate, field, text):
+    msg = image_msg(RGB, "rgb8", stamp())
+    mutate(msg)
+    with pytest.raises(ImageError) as info:
+        image_to_rgb(msg)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+    assert text in str(info.value)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_compressed(ext):
+    ok, data = cv2.imencode(ext, RGB[:, :, ::-1])
+    rgb = compressed_to_rgb(CompressedImage(format=ext[1:], data=data.tobytes()))
+    expected = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert np.array_equal(rgb, expected)
+    if ext == ".png":
+        assert np.array_equal(rgb, RGB)
+
+
+def test_bad_compressed():
+    with pytest.raises(ImageError, match="data: 3 bytes are not a decodable JPEG/PNG image"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"abc"))
+    with pytest.raises(ImageError, match="format: 'png; compressedDepth' is a depth transport"):
+        compressed_to_rgb(CompressedImage(format="png; compressedDepth", data=b"abc"))
+
+
+@pytest.mark.parametrize("array, encoding", [
+    (np.zeros((4, 5), np.uint8), "mono8"), (np.zeros((4, 5), np.uint16), "mono16"),
+    (np.zeros((4, 5, 3), np.uint8), "rgb8"), (np.zeros((4, 5), np.float32), "32FC1"),
+    (np.zeros((4, 5, 3), np.float32), "32FC3"),
+])
+def test_output_messages(array, encoding):
+    array = array + np.arange(array.size, dtype=array.dtype).reshape(array.shape)
+    msg = image_message(Image().header, array)
+    assert (msg.encoding, msg.height, msg.width) == (encoding, 4, 5)
+    assert msg.step == 5 * array.itemsize * (1 if array.ndim == 2 else 3)
+    assert bytes(msg.data) == array.tobytes() and not msg.is_bigendian
+
+
+def test_pointcloud_message_layout():
+    cloud = np.zeros((2, 3), dtype=POINT_DTYPE)
+    cloud["x"] = np.arange(6).reshape(2, 3)
+    cloud["label"] = 7
+    msg = pointcloud_message(Image().header, cloud)
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (2, 3, 20, 60)
+    assert msg.is_dense
+    assert bytes(msg.data) == cloud.tobytes()
+    cloud["z"][0, 0] = np.nan
+    assert not pointcloud_message(Image().header, cloud).is_dense
+
+
+def test_camera_info_checks_and_restamping():
+    info = CameraInfo(width=9, height=7, k=[50.0, 0, 4.5, 0, 60.0, 3.5, 0, 0, 1], d=[0.1] * 5)
+    intr = camera_intrinsics(info, 9, 7)
+    assert (intr.fx, intr.fy, intr.cx, intr.cy) == (50.0, 60.0, 4.5, 3.5)
+    with pytest.raises(ImageError, match="camera_info: size 9x7 does not match the image's 18x14"):
+        camera_intrinsics(info, 18, 14)
+    bad = CameraInfo(width=9, height=7, k=[0.0, 0, 4.5, 0, float("nan"), 3.5, 0, 0, 1])
+    with pytest.raises(ImageError, match="camera_info: camera matrix K has unusable focal lengths"):
+        camera_intrinsics(bad, 9, 7)
+    header = Image().header
+    header.frame_id = "cam"
+    restamped = camera_info_for(info, header)
+    assert restamped.header.frame_id == "cam" and list(restamped.d) == [0.1] * 5

@@ -1,0 +1,131 @@
+"""The launch file, parameter file and RViz config: statically everywhere, and for real where
+the ROS 2 launch packages are installed (they are not on PyPI)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from conftest import REPO
+from hydranet_ros.outputs import OUTPUTS
+from hydranet_ros.ros.parameters import PARAM_BY_NAME, choice_error
+
+LAUNCH_FILE = REPO / "launch" / "hydranet.launch.py"
+REQUIRED_ARGUMENTS = {"image", "camera_info", "namespace", "weights", "preset", "device",
+                      "params_file", "publish_pointcloud", "use_rviz"}
+
+
+def launch_calls(name: str) -> list[ast.Call]:
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
+
+
+def keyword(call: ast.Call, name: str):
+    for kw in call.keywords:
+        if kw.arg == name:
+            return ast.literal_eval(kw.value) if isinstance(kw.value, ast.Constant) else kw.value
+    return None
+
+
+def test_launch_declares_its_arguments():
+    declared = {ast.literal_eval(c.args[0]) for c in launch_calls("DeclareLaunchArgument")}
+    assert REQUIRED_ARGUMENTS <= declared
+
+
+def test_launch_starts_an_executable_the_package_installs():
+    nodes = launch_calls("Node")
+    package_source = LAUNCH_FILE.read_text()
+    assert 'PACKAGE = "hydranet_ros"' in package_source
+    executables = {keyword(n, "executable") for n in nodes}
+    assert "hydranet_node" in executables
+    setup = (REPO / "setup.py").read_text()
+    assert '"hydranet_node = hydranet_ros.ros.node:entry_point"' in setup
+    for path in ("config/hydranet.yaml", "config/hydranet.rviz"):
+        assert path.split("/")[1] in package_source and (REPO / path).is_file()
+
+
+def test_parameter_file_is_complete_and_valid():
+    document = yaml.safe_load((REPO / "config" / "hydranet.yaml").read_text())
+    params = document["/**"]["ros__parameters"]
+    assert set(params) == set(PARAM_BY_NAME), "every parameter, and only those, in the file"
+    for name, value in params.items():
+        spec = PARAM_BY_NAME[name]
+        assert type(value) is type(spec.default), name
+        assert choice_error(name, value) is None
+        if spec.low is not None:
+            assert spec.low <= value <= spec.high, name
+        assert value == spec.default, f"{name}: the file and the code disagree on the default"
+
+
+def test_rviz_config_shows_the_outputs():
+    document = yaml.safe_load((REPO / "config" / "hydranet.rviz").read_text())
+    displays = {d["Topic"]["Value"]: d for d in document["Visualization Manager"]["Displays"]}
+    assert {"image", "segmentation/overlay", "depth/color", "normals/color", "points"} <= set(displays)
+    assert displays["points"]["Class"] == "rviz_default_plugins/PointCloud2"
+    assert displays["points"]["Color Transformer"] == "RGB8"
+    topics = {spec.topic for spec in OUTPUTS}
+    assert set(displays) - {"image"} <= topics
+
+
+LAUNCHER = textwrap.dedent("""
+    import sys
+    from launch import LaunchDescription, LaunchService
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    path, *pairs = sys.argv[1:]
+    arguments = dict(pair.split(":=", 1) for pair in pairs)
+    service = LaunchService()
+    service.include_launch_description(LaunchDescription([IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(path), launch_arguments=arguments.items())]))
+    sys.exit(service.run())
+""")
+
+
+def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
+    pytest.importorskip("launch_ros", reason="the ROS 2 launch packages (launch, launch_ros) are "
+                        "not installed; they come with a ROS 2 install, not from PyPI")
+    import numpy as np
+    from ros_harness import Probe, camera_info, image_msg
+
+    launch_file = colcon_install / "share" / "hydranet_ros" / "launch" / "hydranet.launch.py"
+    site = next((colcon_install / "lib").glob("python3*/site-packages"))
+    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"),
+           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [
+               str(colcon_install), os.environ.get("AMENT_PREFIX_PATH", "")])),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
+    args = [f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
+            "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=false",
+            "use_rviz:=false"]
+    log = open(tmp_path / "launch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(launch_file), *args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
+                  info_topic="/cam/camera_info")
+    try:
+        assert probe.wait_connected(probe.image_pub, timeout=60), (tmp_path / "launch.log").read_text()
+        probe.info = camera_info(64, 48)
+        rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        found = probe.exchange(probe.image_pub, lambda s: image_msg(rgb, "rgb8", s),
+                               ["segmentation/labels", "depth/image"])
+        assert found, probe.report() + (tmp_path / "launch.log").read_text()
+        assert probe.node.count_publishers("/launched/segmentation/labels") == 1
+        assert probe.node.count_publishers("/launched/points") == 0  # publish_pointcloud:=false
+    finally:
+        probe.destroy()
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    assert code == 0
+    assert "Traceback" not in (tmp_path / "launch.log").read_text()

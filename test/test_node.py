@@ -1,0 +1,419 @@
+"""hydranet_node as its own process, driven over real ROS 2 topics."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_model
+from hydranet_ros.checkpoint import load_model, save_checkpoint
+from hydranet_ros.outputs import OUTPUTS, metric_depth
+from hydranet_ros.predictor import Predictor
+from hydranet_ros.presets import preset_for_model
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from ros_harness import NodeProcess, Probe, camera_info, image_msg  # noqa: E402
+
+HEIGHT, WIDTH = 96, 128
+ALL_TOPICS = [spec.topic for spec in OUTPUTS] + ["depth/camera_info"]
+MAX_DEPTH = 1000.0
+
+
+def picture(seed: int = 0) -> np.ndarray:
+    """A smooth picture with a few shapes, so that labels and depth vary across it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    rgb = np.stack([x * 255 // WIDTH, y * 255 // HEIGHT, (x + y) * 255 // (WIDTH + HEIGHT)], axis=2)
+    rgb = rgb.astype(np.uint8)
+    for _ in range(4):
+        cx, cy, r = rng.integers(10, WIDTH - 10), rng.integers(10, HEIGHT - 10), rng.integers(5, 20)
+        cv2.circle(rgb, (int(cx), int(cy)), int(r), tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+    return rgb
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "hydranet_40c_3t.ckpt"
+    save_checkpoint(make_model(40, 3, seed=11), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    model = load_model(checkpoint)
+    return Predictor(model, preset_for_model(model.num_classes, model.num_tasks), torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def node(ros, checkpoint, tmp_path_factory):
+    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
+                       {"weights": str(checkpoint), "device": "cpu", "max_depth": MAX_DEPTH,
+                        "diagnostics_period": 0.5})
+    assert proc.wait_for_log("subscribed to"), proc.log()
+    yield proc
+    code, _ = proc.stop()
+    assert code == 0, proc.log()
+
+
+@pytest.fixture(scope="module")
+def probe(ros, node):
+    p = Probe()
+    assert p.wait_connected(p.image_pub), node.log()
+    p.info = camera_info(WIDTH, HEIGHT)
+    yield p
+    p.destroy()
+
+
+def decode_image(msg: Image) -> np.ndarray:
+    dtype = {"mono8": np.uint8, "mono16": np.uint16, "rgb8": np.uint8, "32FC1": np.float32,
+             "32FC3": np.float32}[msg.encoding]
+    channels = 3 if msg.encoding in ("rgb8", "32FC3") else 1
+    assert msg.step == msg.width * channels * np.dtype(dtype).itemsize
+    arr = np.frombuffer(msg.data, dtype=dtype).reshape(msg.height, msg.width, channels)
+    return arr[:, :, 0] if channels == 1 else arr
+
+
+def cloud_array(msg) -> dict[str, np.ndarray]:
+    """Fields of a PointCloud2 read by their declared offsets and types (no shared code)."""
+    types = {7: "<f4", 4: "<u2"}
+    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(-1, msg.point_step)
+    return {f.name: raw[:, f.offset:f.offset + np.dtype(types[f.datatype]).itemsize]
+            .copy().view(types[f.datatype])[:, 0].reshape(msg.height, msg.width)
+            for f in msg.fields}
+
+
+def encoded(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    return {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+            "bgra8": np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 200, np.uint8)])}[encoding]
+
+
+def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray) -> None:
+    """Every output: header, encoding, size, ranges, and equality with the in-process core."""
+    assert sorted(found) == sorted(ALL_TOPICS)
+    for topic, msg in found.items():
+        assert msg.header.stamp == stamp and msg.header.frame_id == "camera_optical_frame", topic
+    expected = predictor.predict(expected_rgb)
+    images = {t: m for t, m in found.items() if isinstance(m, Image)}
+    for topic, msg in images.items():
+        assert (msg.height, msg.width) == (HEIGHT, WIDTH), topic
+    encodings = {t: m.encoding for t, m in images.items()}
+    assert encodings == {"segmentation/labels": "mono8", "segmentation/color": "rgb8",
+                         "segmentation/overlay": "rgb8", "depth/image": "32FC1",
+                         "depth/color": "rgb8", "normals/image": "32FC3", "normals/color": "rgb8"}
+    labels = decode_image(found["segmentation/labels"])
+    assert labels.max() < 40 and len(np.unique(labels)) > 1
+    assert np.array_equal(labels, expected.labels)
+    depth = decode_image(found["depth/image"])
+    valid = np.isfinite(depth)
+    assert valid.mean() > 0.5 and (depth[valid] > 0).all() and (depth[valid] <= MAX_DEPTH).all()
+    assert np.array_equal(depth, metric_depth(expected.depth, MAX_DEPTH), equal_nan=True)
+    normals = decode_image(found["normals/image"])
+    assert np.allclose(np.linalg.norm(normals, axis=2), 1.0, atol=1e-4)
+    assert np.allclose(normals, expected.normals, atol=1e-6)
+    info = found["depth/camera_info"]
+    assert (info.width, info.height) == (WIDTH, HEIGHT) and info.k[0] == 100.0
+    cloud = found["points"]
+    assert (cloud.height, cloud.width) == (HEIGHT, WIDTH) and cloud.point_step == 20
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
+        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 7), ("label", 16, 4)]
+    points = cloud_array(cloud)
+    assert np.array_equal(points["z"], depth, equal_nan=True)
+    assert np.array_equal(points["label"], labels)
+    u = np.arange(WIDTH)[None, :]
+    assert np.allclose(points["x"][valid], ((u - WIDTH / 2) / 100.0 * depth)[valid], rtol=1e-5)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+@pytest.mark.parametrize("pad", [0, 13])
+def test_colour_encodings_end_to_end(probe, node, predictor, encoding, pad):
+    rgb = picture(1)
+    array = encoded(rgb, encoding)
+    found = probe.exchange(probe.image_pub, lambda s: image_msg(array, encoding, s, pad=pad),
+                           ALL_TOPICS)
+    assert found, probe.report() + "\n" + node.log()[-3000:]
+    check_outputs(found, found["points"].header.stamp, predictor, rgb)
+
+
+@pytest.mark.parametrize("encoding, big_endian", [("mono8", False), ("mono16", False),
+                                                  ("mono16", True)])
+def test_mono_encodings_end_to_end(probe, node, predictor, encoding, big_endian):
+    gray = picture(2)[:, :, 1]
+    if encoding == "mono16":
+        gray16 = gray.astype(np.uint16) * 257 + 100
+        array = gray16
+        as8 = cv2.convertScaleAbs(gray16, alpha=255.0 / 65535.0)  # cv_bridge's mono16 -> rgb8
+    else:
+        array, as8 = gray, gray
+    expected_rgb = cv2.cvtColor(as8, cv2.COLOR_GRAY2RGB)
+    found = probe.exchange(probe.image_pub,
+                           lambda s: image_msg(array, encoding, s, pad=3, big_endian=big_endian),
+                           ALL_TOPICS)
+    assert found, probe.report() + "\n" + node.log()[-3000:]
+    check_outputs(found, found["points"].header.stamp, predictor, expected_rgb)
+
+
+BAD_FRAMES = {
+    "encoding": lambda s: image_msg(picture(), "yuv422", s),
+    "data": lambda s: _truncated(image_msg(picture(), "rgb8", s)),
+    "width/height": lambda s: _empty(s),
+    "step": lambda s: _short_step(image_msg(picture(), "rgb8", s)),
+}
+
+
+def _truncated(msg):
+    msg.data = bytes(msg.data)[:-50]
+    return msg
+
+
+def _empty(stamp):
+    msg = Image(height=0, width=0, encoding="rgb8", step=0)
+    msg.header.stamp = stamp
+    return msg
+
+
+def _short_step(msg):
+    msg.step = WIDTH  # one byte per pixel for rgb8
+    msg.data = bytes(msg.data)[:WIDTH * HEIGHT]
+    return msg
+
+
+@pytest.mark.parametrize("field", list(BAD_FRAMES))
+def test_bad_frames_are_skipped_with_a_warning(probe, node, predictor, field):
+    before = len(probe.received["segmentation/labels"])
+    stamp = probe.stamp()
+    probe.image_pub.publish(BAD_FRAMES[field](stamp))
+    assert node.wait_for_log(f"skipping frame {stamp.sec}.{stamp.nanosec:09d}: {field}:",
+                             timeout=20), node.log()[-2000:]
+    assert not probe.outputs_for(stamp, ["segmentation/labels"])
+    # the node is alive and the next good frame goes through
+    rgb = picture(3)
+    found = probe.exchange(probe.image_pub, lambda s: image_msg(rgb, "rgb8", s), ALL_TOPICS)
+    assert found and len(probe.received["segmentation/labels"]) > before
+    assert node.proc.poll() is None
+
+
+def test_mismatched_camera_info_skips_the_frame(probe, node):
+    probe.info = camera_info(WIDTH * 2, HEIGHT * 2)
+    try:
+        probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS,
+                       timeout=5)
+        assert node.wait_for_log("camera_info: size 256x192 does not match the image's 128x96",
+                                 timeout=20), node.log()[-2000:]
+    finally:
+        probe.info = camera_info(WIDTH, HEIGHT)
+    assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+
+
+def set_parameters(probe, values: dict) -> list:
+    client = probe.node.create_client(SetParameters, "/hydranet/set_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    params = []
+    for name, value in values.items():
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        elif isinstance(value, list):
+            pv.type, pv.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+        params.append(ParameterMsg(name=name, value=pv))
+    future = client.call_async(SetParameters.Request(parameters=params))
+    probe.spin_until(future.done, timeout=20)
+    probe.node.destroy_client(client)
+    return future.result().results
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("overlay_alpha", 1.5, "out of range"),
+    ("pointcloud_stride", 0, "out of range"),
+    ("pointcloud_color", "rainbow", "pointcloud_color must be one of 'image', 'segmentation'"),
+    ("pointcloud_exclude_classes", ["unicorn"], "unknown class name(s) unicorn"),
+    ("weights", "nyud", "read-only"),
+    ("device", "cuda", "read-only"),
+])
+def test_invalid_parameter_changes_are_rejected(probe, name, value, reason):
+    (result,) = set_parameters(probe, {name: value})
+    assert not result.successful
+    assert reason in result.reason
+
+
+def test_runtime_parameter_changes_take_effect(probe, node):
+    results = set_parameters(probe, {"pointcloud_stride": 4, "pointcloud_organized": True,
+                                     "pointcloud_exclude_classes": ["wall"]})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ["points"])
+    cloud = found["points"]
+    assert (cloud.height, cloud.width) == (HEIGHT // 4, WIDTH // 4)
+    points = cloud_array(cloud)
+    assert np.isnan(points["z"][points["label"] == 0]).all()
+    assert set_parameters(probe, {"pointcloud_organized": False})[0].successful
+    found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ["points"])
+    cloud = found["points"]
+    assert cloud.height == 1 and cloud.is_dense and not np.isnan(cloud_array(cloud)["z"]).any()
+    assert set_parameters(probe, {"publish_overlay": False})[0].successful
+    assert probe.spin_until(lambda: probe.node.count_publishers("/segmentation/overlay") == 0)
+    assert all(r.successful for r in set_parameters(probe, {
+        "pointcloud_stride": 1, "pointcloud_exclude_classes": [], "pointcloud_organized": True,
+        "publish_overlay": True}))
+    assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+
+
+def test_diagnostics_report(probe):
+    probe.diagnostics.clear()
+    for _ in range(3):
+        probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+    assert probe.spin_until(lambda: len(probe.diagnostics) >= 2, timeout=10)
+    status = probe.diagnostics[-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.name == "/hydranet: HydraNet" and status.hardware_id == "cpu"
+    for key in ("input rate (Hz)", "processed rate (Hz)", "frames dropped", "inference time p50 (ms)",
+                "latency receipt to publish p50 (ms)", "latency stamp to publish p50 (ms)"):
+        assert key in values
+    assert values["device"] == "cpu" and values["backend"] == "torch"
+    assert int(values["frames processed"]) >= 3
+    assert int(values["frames rejected"]) >= 4  # the bad frames sent earlier
+    assert int(values["rejected: encoding"]) >= 1
+
+
+def test_incompatible_qos_is_logged(probe, node):
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    sub = probe.node.create_subscription(Image, "depth/color", lambda m: None, qos)
+    try:
+        probe.spin_until(lambda: "QoS incompatible on '/depth/color'" in node.log(), timeout=20)
+        assert "QoS incompatible on '/depth/color': a subscriber requests a durability policy" \
+               in node.log()
+    finally:
+        probe.node.destroy_subscription(sub)
+
+
+def test_nothing_is_computed_without_subscribers(ros, checkpoint, tmp_path):
+    """Images arrive but nobody listens to any output: the network never runs."""
+    proc = NodeProcess(tmp_path / "idle.log", {"weights": str(checkpoint), "device": "cpu",
+                                                "diagnostics_period": 0.3}, namespace="/idle")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    node = Node("idle_probe", namespace="/idle")
+    try:
+        assert proc.wait_for_log("subscribed to"), proc.log()
+        reports = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", reports.append, 10)
+        pub = node.create_publisher(Image, "image", 10)
+
+        def spin(seconds, until=lambda: False):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                rclpy.spin_once(node, timeout_sec=0.05)
+
+        spin(30, until=lambda: pub.get_subscription_count() > 0)
+
+        def latest() -> dict:
+            ours = [{kv.key: kv.value for kv in r.status[0].values} for r in reports
+                    if r.status[0].name == "/idle/hydranet: HydraNet"]
+            return ours[-1] if ours else {}
+
+        def received() -> int:
+            return int(latest().get("frames received", 0))
+        # keep sending (the first frames may go out before the node has matched us)
+        for i in range(50):
+            pub.publish(image_msg(picture(), "rgb8", probe_stamp(i)))
+            spin(0.3)
+            if received() >= 5:
+                break
+        assert received() >= 5, proc.log()
+        assert int(latest()["frames processed"]) == 0, latest()
+    finally:
+        node.destroy_node()
+        proc.stop()
+
+
+def probe_stamp(i: int):
+    from builtin_interfaces.msg import Time
+    return Time(sec=5000 + i)
+
+
+def test_compressed_transport(ros, checkpoint, predictor, tmp_path):
+    proc = NodeProcess(tmp_path / "compressed.log",
+                       {"weights": str(checkpoint), "device": "cpu", "image_transport": "compressed",
+                        "max_depth": MAX_DEPTH}, namespace="/compressed")
+    probe = Probe("compressed_probe", namespace="/compressed")
+    try:
+        assert proc.wait_for_log("subscribed to '/compressed/image/compressed'"), proc.log()
+        assert probe.wait_connected(probe.compressed_pub), proc.log()
+        probe.info = camera_info(WIDTH, HEIGHT)
+        rgb = picture(4)
+        png = cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()
+
+        def make(stamp):
+            msg = CompressedImage(format="png", data=png)
+            msg.header.stamp, msg.header.frame_id = stamp, "camera_optical_frame"
+            return msg
+        found = probe.exchange(probe.compressed_pub, make, ALL_TOPICS)
+        assert found, proc.log()
+        check_outputs(found, found["points"].header.stamp, predictor, rgb)
+        stamp = probe.stamp()
+        bad = make(stamp)
+        bad.data = png[:40]
+        probe.compressed_pub.publish(bad)
+        assert proc.wait_for_log(f"skipping frame {stamp.sec}.{stamp.nanosec:09d}: data: 40 bytes "
+                                 "are not a decodable JPEG/PNG image", timeout=20), proc.log()
+    finally:
+        probe.destroy()
+        proc.stop()
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("/nonexistent/w.ckpt", "weights '/nonexistent/w.ckpt' is neither an existing file nor an official preset"),
+    ("BROKEN", "is corrupted or truncated"),
+])
+def test_bad_weights_at_startup_exit_with_one_line(ros, tmp_path, weights, message):
+    if weights == "BROKEN":
+        weights = str(tmp_path / "broken.ckpt")
+        (tmp_path / "broken.ckpt").write_bytes(b"PK\x03\x04" + bytes(100))
+    proc = NodeProcess(tmp_path / "bad.log", {"weights": weights})
+    code = proc.proc.wait(60)
+    log = proc.log()
+    assert code == 1
+    assert message in log
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "ERROR" in line]) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_stop_the_node_quickly_and_cleanly(ros, checkpoint, tmp_path, sig):
+    proc = NodeProcess(tmp_path / "sig.log", {"weights": str(checkpoint), "device": "cpu"},
+                       namespace=f"/sig{int(sig)}")
+    probe = Probe("sig_probe", namespace=f"/sig{int(sig)}")
+    try:
+        assert proc.wait_for_log("subscribed to"), proc.log()
+        assert probe.wait_connected(probe.image_pub)
+        # 320x240 keeps the network busy for a few hundred ms per frame (larger frames
+        # are too big for reliable best-effort delivery over UDP, see README)
+        big = np.zeros((240, 320, 3), dtype=np.uint8)
+        assert probe.exchange(probe.image_pub, lambda s: image_msg(big, "rgb8", s),
+                              ["segmentation/labels"]), probe.report() + proc.log()
+        # keep it busy, then interrupt while it works
+        for _ in range(3):
+            probe.image_pub.publish(image_msg(big, "rgb8", probe.stamp()))
+            probe.spin_until(lambda: False, timeout=0.1)
+        code, seconds = proc.stop(sig)
+    finally:
+        probe.destroy()
+    assert code == 0, proc.log()
+    assert seconds < 2.0, f"took {seconds:.2f} s to exit\n" + proc.log()
+    assert "Traceback" not in proc.log()

@@ -1,0 +1,146 @@
+"""The queue of one, frame statistics and health levels, output selection and settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.geometry import Intrinsics
+from hydranet_ros.latest import LatestSlot
+from hydranet_ros.outputs import (OutputSettings, compute_outputs, metric_depth, overlay,
+                                  parts_needed)
+from hydranet_ros.postprocess import Prediction
+from hydranet_ros.predictor import inference_size
+from hydranet_ros.presets import get_preset
+from hydranet_ros.stats import OK, WARN, FrameStats, health
+
+
+def test_newest_item_wins_and_drops_are_reported():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True  # 1 was never taken
+    assert slot.take(timeout=0) == 2
+    assert slot.take(timeout=0.01) is None
+    assert slot.put(3) is False
+
+
+def test_take_waits_and_close_wakes():
+    slot: LatestSlot[int] = LatestSlot()
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(slot.take()))
+    consumer.start()
+    time.sleep(0.05)
+    slot.put(7)
+    consumer.join(1)
+    assert got == [7]
+    consumer = threading.Thread(target=lambda: got.append(slot.take()))
+    consumer.start()
+    slot.close()
+    consumer.join(1)
+    assert not consumer.is_alive() and got == [7, None]
+    slot.put(8)
+    assert slot.take(timeout=0) is None
+
+
+def test_stats_windows_and_totals():
+    now = [0.0]
+    stats = FrameStats(clock=lambda: now[0])
+    for _ in range(10):
+        stats.received()
+    stats.dropped(6)
+    stats.rejected("encoding")
+    for _ in range(3):
+        stats.processed(0.1, 0.12, 0.2)
+    now[0] = 2.0
+    snap = stats.snapshot()
+    assert (snap.input_hz, snap.processed_hz) == (5.0, 1.5)
+    assert (snap.dropped, snap.rejected, snap.rejections) == (6, 1, {"encoding": 1})
+    level, message = health(snap)
+    assert level == WARN and "dropping frames: processed 3 of 10" in message
+    now[0] = 3.0
+    stats.received()
+    stats.processed(0.1, 0.1, 0.15)
+    snap = stats.snapshot()
+    assert (snap.received, snap.total_received, snap.total_processed) == (1, 11, 4)
+    assert health(snap) == (OK, "ok")
+
+
+def test_growing_latency_warns():
+    stats = FrameStats()
+    for _ in range(5):
+        stats.received()
+        stats.processed(0.1, 0.6, 0.7)
+    level, message = health(stats.snapshot())
+    assert level == WARN and "latency growing: 600 ms from receipt to publish for 100 ms" in message
+
+
+def test_inference_size():
+    assert inference_size((480, 640), 0, 0) is None
+    assert inference_size((480, 640), 320, 240) == (240, 320)
+    assert inference_size((480, 640), 320, 0) == (240, 320)
+    assert inference_size((480, 640), 0, 120) == (120, 160)
+
+
+def test_parts_needed():
+    assert parts_needed(set()) == set()
+    assert parts_needed({"overlay"}) == {"labels"}
+    assert parts_needed({"points"}) == {"labels", "depth"}
+    assert parts_needed({"normals_color", "depth_color"}) == {"normals", "depth"}
+
+
+def prediction(h=6, w=8) -> Prediction:
+    labels = np.zeros((h, w), np.uint8)
+    labels[:, w // 2:] = 2
+    depth = np.linspace(1, 100, h * w, dtype=np.float32).reshape(h, w)
+    normals = np.zeros((h, w, 3), np.float32)
+    normals[..., 2] = -1
+    return Prediction(labels, depth, normals)
+
+
+def test_compute_only_what_is_wanted():
+    preset = get_preset("kitti")
+    rgb = np.full((6, 8, 3), 200, np.uint8)
+    out = compute_outputs(rgb, prediction(), preset, OutputSettings(), {"labels", "depth"})
+    assert set(out) == {"labels", "depth"}
+    assert np.isnan(out["depth"][prediction().depth > 80]).all()  # KITTI range: 80 m
+    intr = Intrinsics(10, 10, 4, 3, 8, 6)
+    everything = {"labels", "segmentation_color", "overlay", "depth", "depth_color", "normals",
+                  "normals_color", "points"}
+    out = compute_outputs(rgb, prediction(), preset, OutputSettings(), everything, intr)
+    assert set(out) == everything
+    assert out["points"].shape == (6, 8)
+    out = compute_outputs(rgb, prediction(), preset, OutputSettings(), everything, None)
+    assert "points" not in out  # no camera info yet
+    settings = OutputSettings(pointcloud_exclude_classes=("unicorn",))
+    with pytest.raises(HydraNetError, match="unknown class name"):
+        compute_outputs(rgb, prediction(), preset, settings, {"points"}, intr)
+
+
+def test_overlay_and_metric_depth():
+    rgb = np.full((1, 2, 3), 100, np.uint8)
+    colors = np.full((1, 2, 3), 200, np.uint8)
+    assert overlay(rgb, colors, 0.0).tolist() == rgb.tolist()
+    assert overlay(rgb, colors, 1.0).tolist() == colors.tolist()
+    assert overlay(rgb, colors, 0.25)[0, 0].tolist() == [125, 125, 125]
+    depth = np.array([-1.0, 0.0, 5.0, np.inf, 20.0], np.float32)
+    assert np.array_equal(metric_depth(depth, 10.0), [np.nan, np.nan, 5.0, np.nan, np.nan],
+                          equal_nan=True)
+
+
+def test_throttle_one_per_kind_and_period():
+    from hydranet_ros.throttle import Throttle
+    now = [0.0]
+    lines = []
+    throttle = Throttle(lines.append, 5.0, clock=lambda: now[0])
+    assert throttle.warn("encoding", "a")
+    assert not throttle.warn("encoding", "b")
+    assert throttle.warn("data", "c")  # another kind is not held back
+    now[0] = 4.9
+    assert not throttle.warn("encoding", "d")
+    now[0] = 5.0
+    assert throttle.warn("encoding", "e")
+    assert lines == ["a", "c", "e (2 similar warning(s) suppressed)"]
