@@ -252,7 +252,7 @@ def test_invalid_parameter_changes_are_rejected(probe, name, value, reason):
     assert reason in result.reason
 
 
-def test_runtime_parameter_changes_take_effect(probe, node):
+def test_runtime_parameter_changes_take_effect(probe, node, predictor):
     results = set_parameters(probe, {"pointcloud_stride": 4, "pointcloud_organized": True,
                                      "pointcloud_exclude_classes": ["wall"]})
     assert all(r.successful for r in results), [r.reason for r in results]
@@ -265,6 +265,17 @@ def test_runtime_parameter_changes_take_effect(probe, node):
     found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ["points"])
     cloud = found["points"]
     assert cloud.height == 1 and cloud.is_dense and not np.isnan(cloud_array(cloud)["z"]).any()
+    assert all(r.successful for r in set_parameters(probe, {"inference_width": 64,
+                                                             "inference_height": 48}))
+    found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s),
+                           ["segmentation/labels", "depth/image"])
+    for msg in found.values():  # the network ran at 64x48, the outputs are at full size
+        assert (msg.width, msg.height) == (WIDTH, HEIGHT)
+    small = predictor.predict(picture(), (48, 64))
+    assert np.array_equal(decode_image(found["segmentation/labels"]), small.labels)
+    assert not np.array_equal(small.labels, predictor.predict(picture()).labels)
+    assert all(r.successful for r in set_parameters(probe, {"inference_width": 0,
+                                                             "inference_height": 0}))
     assert set_parameters(probe, {"publish_overlay": False})[0].successful
     assert probe.spin_until(lambda: probe.node.count_publishers("/segmentation/overlay") == 0)
     assert all(r.successful for r in set_parameters(probe, {
