@@ -9,7 +9,12 @@ PACKAGE = "hydranet_ros"
 CONSOLE_SCRIPTS = [
     "hydranet-infer = hydranet_ros.cli.infer:entry_point",
     "hydranet-weights = hydranet_ros.cli.weights:entry_point",
+    "hydranet-train = hydranet_ros.cli.train:entry_point",
+    "hydranet-evaluate = hydranet_ros.cli.evaluate:entry_point",
+    "hydranet-demo = hydranet_ros.cli.demo:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
+    "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
+    "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
 ]
 
 setup(
@@ -19,7 +24,7 @@ setup(
     license="BSD-2-Clause",
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["presets.json"]},
+    package_data={PACKAGE: ["presets.json", "bundled/*.ckpt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -27,10 +32,10 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     # torch is left unpinned here: install it first (see README) so pip keeps that build.
-    install_requires=["setuptools", "numpy", "opencv-python-headless", "torch", "tqdm"],
+    install_requires=["setuptools", "numpy", "opencv-python-headless", "pillow", "torch", "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
-        "test": ["pytest", "pillow", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
+        "test": ["pytest", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
                  "ros-ament-package"],
     },
     zip_safe=True,

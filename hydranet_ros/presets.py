@@ -36,6 +36,8 @@ class Preset:
     #: Range of the depth colour map in metres; None scales each image to its own depth range.
     depth_range: tuple[float, float] | None
     weights: OfficialWeights | None
+    #: Weights shipped inside this package (path relative to it), instead of a download.
+    bundled_weights: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +82,7 @@ def _build(name: str, entry: dict) -> Preset:
         scale=norm["scale"],
         depth_range=tuple(entry["depth_range"]),
         weights=OfficialWeights(**weights) if weights else None,
+        bundled_weights=entry.get("bundled_weights"),
     )
 
 

@@ -12,6 +12,7 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 
@@ -131,11 +132,20 @@ def resolve(spec: str, progress: bool = True) -> Path:
     if path.is_file():
         return path
     if spec in preset_names():
-        return download(spec, progress=progress)
+        bundled = get_preset(spec).bundled_weights
+        return bundled_path(spec, bundled) if bundled else download(spec, progress=progress)
     if path.exists():
         raise WeightsError(f"weights '{spec}' is not a file")
     raise WeightsError(f"weights '{spec}' is neither an existing file nor an official preset "
                        f"({', '.join(preset_names())})")
+
+
+def bundled_path(name: str, relative: str) -> Path:
+    path = Path(str(resources.files(__package__).joinpath(relative)))
+    if not path.is_file():
+        raise WeightsError(f"the bundled weights of preset '{name}' are missing from the "
+                           f"installation ({path})")
+    return path
 
 
 def identify(blob_id: str) -> str | None:

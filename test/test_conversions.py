@@ -134,3 +134,16 @@ def test_camera_info_checks_and_restamping():
     header.frame_id = "cam"
     restamped = camera_info_for(info, header)
     assert restamped.header.frame_id == "cam" and list(restamped.d) == [0.1] * 5
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(20, dtype=np.uint8).reshape(4, 5), np.arange(20, dtype=np.uint16).reshape(4, 5) * 999,
+    np.arange(60, dtype=np.uint8).reshape(4, 5, 3), np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5),
+    np.linspace(-1, 1, 60, dtype=np.float32).reshape(4, 5, 3),
+])
+def test_output_images_round_trip(array):
+    from hydranet_ros.ros.conversions import image_to_array
+    back = image_to_array(image_message(Image().header, array))
+    assert back.dtype == array.dtype and np.array_equal(back, array)
+    with pytest.raises(ImageError, match="encoding: 'bgr8' is not one of"):
+        image_to_array(image_msg(RGB, "bgr8", stamp()))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import yaml
@@ -22,8 +23,8 @@ REQUIRED_ARGUMENTS = {"image", "camera_info", "namespace", "weights", "preset", 
                       "params_file", "publish_pointcloud", "use_rviz"}
 
 
-def launch_calls(name: str) -> list[ast.Call]:
-    tree = ast.parse(LAUNCH_FILE.read_text())
+def launch_calls(name: str, path=LAUNCH_FILE) -> list[ast.Call]:
+    tree = ast.parse(path.read_text())
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
             and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
 
@@ -40,16 +41,20 @@ def test_launch_declares_its_arguments():
     assert REQUIRED_ARGUMENTS <= declared
 
 
-def test_launch_starts_an_executable_the_package_installs():
-    nodes = launch_calls("Node")
-    package_source = LAUNCH_FILE.read_text()
-    assert 'PACKAGE = "hydranet_ros"' in package_source
-    executables = {keyword(n, "executable") for n in nodes}
-    assert "hydranet_node" in executables
+@pytest.mark.parametrize("name, executables", [
+    ("hydranet.launch.py", {"hydranet_node", "rviz2"}),
+    ("demo.launch.py", {"synthetic_camera", "hydranet_node", "hydranet_evaluator", "rviz2"}),
+])
+def test_launch_starts_executables_the_package_installs(name, executables):
+    path = REPO / "launch" / name
+    source = path.read_text()
+    assert 'PACKAGE = "hydranet_ros"' in source
+    assert {keyword(n, "executable") for n in launch_calls("Node", path)} == executables
     setup = (REPO / "setup.py").read_text()
-    assert '"hydranet_node = hydranet_ros.ros.node:entry_point"' in setup
-    for path in ("config/hydranet.yaml", "config/hydranet.rviz"):
-        assert path.split("/")[1] in package_source and (REPO / path).is_file()
+    for exe in executables - {"rviz2"}:
+        assert f'"{exe} = hydranet_ros.ros.' in setup, exe
+    for config in ("hydranet.yaml", "hydranet.rviz"):
+        assert config in source and (REPO / "config" / config).is_file()
 
 
 def test_parameter_file_is_complete_and_valid():
@@ -59,7 +64,7 @@ def test_parameter_file_is_complete_and_valid():
     for name, value in params.items():
         spec = PARAM_BY_NAME[name]
         assert type(value) is type(spec.default), name
-        assert choice_error(name, value) is None
+        assert choice_error(spec, value) is None
         if spec.low is not None:
             assert spec.low <= value <= spec.high, name
         assert value == spec.default, f"{name}: the file and the code disagree on the default"
@@ -129,3 +134,44 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
         log.close()
     assert code == 0
     assert "Traceback" not in (tmp_path / "launch.log").read_text()
+
+
+def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
+    """demo.launch.py brings up camera, node and evaluator, which scores frames live."""
+    pytest.importorskip("launch_ros", reason="the ROS 2 launch packages (launch, launch_ros) are "
+                        "not installed; they come with a ROS 2 install, not from PyPI")
+    import json
+
+    from rclpy.node import Node
+    from std_msgs.msg import String
+
+    launch_file = colcon_install / "share" / "hydranet_ros" / "launch" / "demo.launch.py"
+    site = next((colcon_install / "lib").glob("python3*/site-packages"))
+    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"),
+           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [
+               str(colcon_install), os.environ.get("AMENT_PREFIX_PATH", "")])),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
+    log = open(tmp_path / "launch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(launch_file), "use_rviz:=false",
+                             "namespace:=launched_demo", "rate:=2.0"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    node = Node("demo_launch_probe")
+    summaries = []
+    node.create_subscription(String, "/launched_demo/evaluation/summary",
+                             lambda m: summaries.append(json.loads(m.data)), 10)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (summaries and summaries[-1]["frames"] >= 3):
+            ros.spin_once(node, timeout_sec=0.2)
+        assert summaries and summaries[-1]["frames"] >= 3, (tmp_path / "launch.log").read_text()
+        assert summaries[-1]["miou"] > 0.5
+    finally:
+        node.destroy_node()
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    assert code == 0

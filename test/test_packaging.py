@@ -45,3 +45,5 @@ def test_installed_command_runs_from_the_install_space(colcon_install):
                              "list"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ExpNYUD_three.ckpt" in result.stdout
+    assert (site / "hydranet_ros" / "bundled" / "hydranet_synthetic.ckpt").is_file()
+    assert (site / "hydranet_ros" / "presets.json").is_file()

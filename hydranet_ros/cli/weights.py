@@ -15,7 +15,7 @@ PROG = "hydranet-weights"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.strip("`\n "))
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="official checkpoints and whether they are cached")
+    commands.add_parser("list", help="official and bundled checkpoints, and what is cached")
     download = commands.add_parser("download", help="download an official checkpoint")
     download.add_argument("name", choices=preset_names())
     download.add_argument("--force", action="store_true", help="download again even if cached")
@@ -30,11 +30,14 @@ def list_weights() -> int:
     print(f"cache: {weights.cache_dir()}")
     for name in preset_names():
         preset = get_preset(name)
-        if preset.weights is None:
+        if preset.weights is not None:
+            state = "cached" if weights.cached_path(name).exists() else "not downloaded"
+            source = f"{preset.weights.file:24s} {preset.weights.git_blob}  {state}"
+        elif preset.bundled_weights is not None:
+            source = f"bundled with this package ({preset.bundled_weights})"
+        else:
             continue
-        state = "cached" if weights.cached_path(name).exists() else "not downloaded"
-        print(f"{name:12s} {preset.num_classes:3d} classes  {preset.num_tasks} tasks  "
-              f"{preset.weights.file:24s} {preset.weights.git_blob}  {state}")
+        print(f"{name:12s} {preset.num_classes:3d} classes  {preset.num_tasks} tasks  {source}")
     return 0
 
 

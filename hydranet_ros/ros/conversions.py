@@ -83,6 +83,26 @@ def image_to_rgb(msg) -> np.ndarray:
     return image if encoding == "rgb8" else cv2.cvtColor(image, TO_RGB[encoding])
 
 
+#: dtype and channels of the encodings the node publishes (the inverse of OUTPUT_ENCODINGS).
+ARRAY_ENCODINGS = {encoding: (dtype, channels)
+                   for (dtype, channels), encoding in OUTPUT_ENCODINGS.items()}
+
+
+def image_to_array(msg) -> np.ndarray:
+    """(H, W) or (H, W, C) array of an Image in one of the node's output encodings
+    (mono8, mono16, rgb8, 32FC1, 32FC3), e.g. to evaluate or record what it published."""
+    if msg.encoding not in ARRAY_ENCODINGS:
+        raise ImageError("encoding", f"'{msg.encoding}' is not one of "
+                         f"{', '.join(ARRAY_ENCODINGS)}")
+    dtype, channels = ARRAY_ENCODINGS[msg.encoding]
+    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    _check_layout(msg, channels, dtype.itemsize)
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    pixels = rows[:, :msg.width * channels * dtype.itemsize].view(dtype)
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return pixels.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
 def compressed_to_rgb(msg) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (JPEG or PNG)."""
     if "compressedDepth" in msg.format:

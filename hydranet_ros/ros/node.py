@@ -13,11 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -32,7 +29,8 @@ from ..throttle import Throttle
 from .conversions import (ImageError, camera_info_for, camera_intrinsics, compressed_to_rgb,
                           image_to_rgb, output_message)
 from .diagnostics import diagnostic_array
-from .parameters import PARAMS, choice_error, declare_parameters
+from .lifecycle import run_node
+from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import profile, publisher_events, subscription_events
 
 NODE_NAME = "hydranet"
@@ -70,10 +68,6 @@ class HydraNetNode(Node):
 
     def start(self) -> None:
         """Load the model, check the parameters, then open topics and start the worker."""
-        for spec in PARAMS:
-            problem = choice_error(spec.name, self.param(spec.name))
-            if problem:
-                raise HydraNetError(f"parameter {problem}")
         self.predictor = Predictor.from_weights(self.param("weights"), self.param("preset") or None,
                                                 self.param("device"), progress=False)
         self.settings = self._read_settings()
@@ -146,7 +140,7 @@ class HydraNetNode(Node):
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
-            problem = choice_error(p.name, p.value)
+            problem = choice_error(PARAM_BY_NAME[p.name], p.value)
             if problem is None and p.name == "pointcloud_exclude_classes":
                 try:
                     class_ids(self.predictor.preset, tuple(p.value))
@@ -254,28 +248,23 @@ def _stamp_text(msg) -> str:
     return f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}"
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
+def create_node() -> HydraNetNode:
+    node = HydraNetNode()
     try:
-        node = HydraNetNode()
         node.start()
-    except (HydraNetError, ParameterException) as exc:
-        rclpy.logging.get_logger(NODE_NAME).error(str(exc))
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
+    except BaseException:
         node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        raise
+    return node
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(create_node, NODE_NAME, args, on_exit=HydraNetNode.stop)
 
 
 def entry_point() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -11,6 +11,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 ParameterType)
 from rclpy.parameter import Parameter
 
+from ..errors import HydraNetError
 from ..outputs import OUTPUTS, POINT_COLOR_SOURCES
 from ..presets import preset_names
 from .qos import RELIABILITY
@@ -90,21 +91,21 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def choice_error(name: str, value: object) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name`` (ranges aside), or None."""
-    spec = PARAM_BY_NAME.get(name)
-    if spec is None or spec.choices is None or value in spec.choices:
+def choice_error(spec: ParamSpec, value: object) -> str | None:
+    """Why ``value`` is not acceptable for ``spec`` (ranges aside, rclpy checks them), or None."""
+    if spec.choices is None or value in spec.choices:
         return None
-    return f"{name} must be one of {', '.join(repr(c) for c in spec.choices)}, got {value!r}"
+    return f"{spec.name} must be one of {', '.join(repr(c) for c in spec.choices)}, got {value!r}"
 
 
-def declare_parameters(node) -> None:
-    """Declare every parameter on ``node`` (overrides from files and the command line apply).
+def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
+    """Declare ``specs`` on ``node`` (overrides from files and the command line apply) and
+    refuse values outside their choices with a HydraNetError.
 
     String arrays are declared by type: an empty default would otherwise be taken for a
     byte array, and an empty list in YAML leaves them unset.
     """
-    for spec in PARAMS:
+    for spec in specs:
         if isinstance(spec.default, list):
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
             if node.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
@@ -112,3 +113,6 @@ def declare_parameters(node) -> None:
                                                list(spec.default))])
         else:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        problem = choice_error(spec, node.get_parameter(spec.name).value)
+        if problem:
+            raise HydraNetError(f"parameter {problem}")

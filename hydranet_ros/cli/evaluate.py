@@ -1,0 +1,46 @@
+"""``hydranet-evaluate``: accuracy of a checkpoint on the synthetic held-out frames or on a
+folder of annotated images (the training data layout), with the metrics the evaluator node
+and the training use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..evaluation import evaluate_folder, evaluate_held_out
+from ..metrics import format_summary
+from ..predictor import Predictor
+from .common import run_main
+
+PROG = "hydranet-evaluate"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser.add_argument("--weights", default="synthetic", help="checkpoint or preset name")
+    parser.add_argument("--preset", help="class names and depth range (default: the weights')")
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (held-out frames) or a folder (images/, labels/, ...)")
+    parser.add_argument("--frames", type=int, default=50, help="held-out frames (synthetic)")
+    parser.add_argument("--depth-scale", type=float, default=1000.0,
+                        help="depth PNG value per metre (folder data)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print the full summary as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    predictor = Predictor.from_weights(args.weights, args.preset, args.device)
+    model, preset = predictor.model, predictor.preset
+    if args.data == "synthetic":
+        summary = evaluate_held_out(model, preset, args.frames)
+    else:
+        summary = evaluate_folder(model, preset, args.data, args.depth_scale)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_main(main, prog=PROG))

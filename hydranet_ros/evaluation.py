@@ -1,0 +1,64 @@
+"""Held-out evaluation on the synthetic world, through exactly the node's post-processing.
+
+Held-out frame k is frame (k % 25) * 4 of street HELD_OUT_SEED_START + k // 25: streets whose
+seeds training never draws (see synthetic.scene.TRAIN_SEEDS).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .metrics import RunningMetrics
+from .model import HydraNet
+from .outputs import OutputSettings, compute_outputs
+from .predictor import Predictor
+from .presets import Preset
+from .synthetic.render import SyntheticFrame, SyntheticWorld
+from .synthetic.scene import HELD_OUT_SEED_START
+
+FRAMES_PER_HELD_OUT_STREET = 25
+HELD_OUT_FRAME_SPACING = 4
+EVALUATED = {"labels", "depth", "normals"}
+
+
+def held_out_frame(world: SyntheticWorld, k: int) -> SyntheticFrame:
+    return world.frame(HELD_OUT_SEED_START + k // FRAMES_PER_HELD_OUT_STREET,
+                       (k % FRAMES_PER_HELD_OUT_STREET) * HELD_OUT_FRAME_SPACING)
+
+
+def update_metrics(metrics: RunningMetrics, outputs: dict, frame: SyntheticFrame) -> None:
+    metrics.update(outputs.get("labels"), frame.labels, outputs.get("depth"), frame.depth,
+                   outputs.get("normals"), frame.normals)
+
+
+@torch.inference_mode()
+def evaluate_held_out(model: HydraNet, preset: Preset, count: int, width: int = 320,
+                      height: int = 240) -> dict:
+    """Metrics of ``model`` on the first ``count`` held-out frames."""
+    predictor = Predictor(model, preset, next(model.parameters()).device)
+    world = SyntheticWorld(width, height)
+    metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+    settings = OutputSettings()
+    for k in range(count):
+        frame = held_out_frame(world, k)
+        pred = predictor.predict(frame.rgb)
+        update_metrics(metrics, compute_outputs(frame.rgb, pred, preset, settings, EVALUATED),
+                       frame)
+    return metrics.summary()
+
+
+@torch.inference_mode()
+def evaluate_folder(model: HydraNet, preset: Preset, root: str, depth_scale: float) -> dict:
+    """Metrics of ``model`` on a folder in the training data layout (at full resolution)."""
+    from tqdm import tqdm
+
+    from .training.data import FolderDataset
+    data = FolderDataset(root, preset, None, depth_scale, seed=0)
+    predictor = Predictor(model, preset, next(model.parameters()).device)
+    metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+    for index in tqdm(range(len(data)), unit="img", desc="evaluating", disable=len(data) < 2):
+        rgb, labels, depth, normals = data.load(index)
+        out = compute_outputs(rgb, predictor.predict(rgb), preset, OutputSettings(), EVALUATED)
+        metrics.update(out.get("labels"), labels, out.get("depth"), depth, out.get("normals"),
+                       normals)
+    return metrics.summary()

@@ -1,0 +1,40 @@
+"""Running a node as a program: one error line and exit 1 when it cannot start, a quiet
+exit on Ctrl-C or SIGTERM (rclpy turns both into a context shutdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from ..errors import HydraNetError
+
+
+def run_node(create: Callable[[], Node], name: str, args: list[str] | None = None,
+             done: Callable[[Node], bool] | None = None,
+             on_exit: Callable[[Node], None] | None = None) -> int:
+    """Create the node with ``create`` and spin it until shutdown (or until ``done``)."""
+    rclpy.init(args=args)
+    try:
+        node = create()
+    except (HydraNetError, ParameterException) as exc:
+        rclpy.logging.get_logger(name).error(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        if done is None:
+            rclpy.spin(node)
+        else:
+            while rclpy.ok() and not done(node):
+                rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if on_exit is not None:
+            on_exit(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,1 @@
+"""Multi-task training: data sources, masked per-task losses, and the training loop."""

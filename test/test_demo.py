@@ -1,0 +1,55 @@
+"""The README's main job end to end: synthetic camera -> hydranet_node -> evaluator over real
+ROS 2 topics, with the bundled weights, on held-out frames, against the accuracy targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+
+from hydranet_ros.weights import resolve  # noqa: E402
+
+DEMO = str(Path(sys.executable).with_name("hydranet-demo"))
+
+
+def test_bundled_weights_are_small_half_precision_and_load():
+    from hydranet_ros.checkpoint import load_model, read_state_dict
+    path = resolve("synthetic")
+    assert path.stat().st_size <= 7 * 1024 * 1024
+    assert read_state_dict(path)["segm.weight"].dtype.is_floating_point
+    assert {str(v.dtype) for v in read_state_dict(path).values() if v.is_floating_point()} \
+        == {"torch.float16"}
+    model = load_model(path)
+    assert (model.num_classes, model.num_tasks) == (6, 3)
+
+
+def test_demo_meets_the_targets_on_held_out_frames(tmp_path):
+    out = tmp_path / "demo_out"
+    result = subprocess.run(
+        [DEMO, "--frames", "10", "--out", str(out), "--rate", "2", "--montage-every", "4",
+         "--min-miou", "0.75", "--max-abs-rel", "0.12", "--max-normal-deg", "15"],
+        capture_output=True, text=True, timeout=600)
+    logs = "\n".join(p.read_text()[-1500:] for p in sorted((out / "logs").glob("*.log")))
+    assert result.returncode == 0, result.stdout + result.stderr + logs
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["frames"] == 10
+    assert summary["miou"] >= 0.75 and summary["abs_rel"] <= 0.12
+    assert summary["normal_mean_deg"] <= 15
+    assert float(summary["node"]["processed rate (Hz)"]) > 0
+    assert len(list((out / "montages").glob("frame_*.png"))) == 3  # frames 1, 5, 9
+    assert (out / "demo.gif").stat().st_size > 0
+    assert "hydranet_node:" in result.stdout and "mIoU" in result.stdout
+
+
+def test_demo_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "demo_out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = subprocess.run([DEMO, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "refusing to overwrite" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"

@@ -1,0 +1,145 @@
+"""Training: losses are masked per task, data sources, and a 2-step run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hydranet_ros.checkpoint import load_model, read_state_dict
+from hydranet_ros.cli.common import run_main
+from hydranet_ros.cli.train import main as train_main
+from hydranet_ros.presets import get_preset
+from hydranet_ros.training.data import FolderDataset, SyntheticStream, decode_normals_png
+from hydranet_ros.training.losses import depth_loss, multitask_loss, normals_loss
+from hydranet_ros.training.trainer import build_model, init_for_training
+from hydranet_ros.model import HydraNet
+from hydranet_ros.visualize import colorize_normals
+
+
+def test_losses_ignore_what_is_not_annotated():
+    outputs = (torch.randn(2, 6, 8, 8), torch.rand(2, 1, 8, 8) * 10, torch.randn(2, 3, 8, 8))
+    batch = {"labels": torch.full((2, 32, 32), 255), "depth": torch.zeros(2, 32, 32),
+             "normals": torch.zeros(2, 3, 32, 32),
+             "has_labels": torch.tensor([False, False]), "has_depth": torch.tensor([True, False]),
+             "has_normals": torch.tensor([False, True])}
+    losses = multitask_loss(outputs, batch, 80.0, "relative")
+    assert set(losses) == {"depth", "normals", "total"}
+    assert losses["depth"].item() == 0.0  # the depth map has no valid pixel
+
+
+def test_depth_and_normal_losses_are_zero_at_the_truth():
+    depth = torch.rand(1, 16, 16) * 50 + 1
+    raw = depth[:, None, ::4, ::4].clone()
+    # a constant map survives the bilinear upsampling exactly
+    const = torch.full((1, 16, 16), 7.0)
+    assert depth_loss(torch.full((1, 1, 4, 4), -7.0), const, 80.0, "relative").item() == 0.0
+    assert depth_loss(torch.full((1, 1, 4, 4), 7.0), const, 80.0, "berhu").item() == 0.0
+    assert depth_loss(raw, depth, 80.0, "relative").item() > 0.0
+    up = torch.zeros(1, 3, 16, 16)
+    up[:, 1] = -1.0
+    assert normals_loss(up[:, :, ::4, ::4] * 3.0, up).item() == pytest.approx(0.0, abs=1e-6)
+    assert normals_loss(-up[:, :, ::4, ::4], up).item() == pytest.approx(2.0)
+
+
+def test_initialisation_keeps_the_decoder_small():
+    model = init_for_training(HydraNet(6, 3))
+    assert model.conv8.weight.std().item() < 0.02  # the release's N(0, 0.01)
+    assert model.layer4[0].output[0][0].weight.std().item() > 0.05  # He for the encoder
+    assert model.depth.bias.item() == 10.0
+
+
+def test_fine_tuning_keeps_matching_tensors(make_checkpoint):
+    source = make_checkpoint(40, 2)
+    model, fresh = build_model(str(source), 6, 3)
+    state = read_state_dict(source)
+    assert torch.equal(model.state_dict()["layer3.0.output.0.0.weight"],
+                       state["layer3.0.output.0.0.weight"])
+    assert set(fresh) == {"segm.weight", "segm.bias", "pre_normal.weight", "normal.weight",
+                          "normal.bias"}
+
+
+def test_synthetic_stream_samples():
+    stream = iter(SyntheticStream(get_preset("synthetic"), (64, 96), seed=1, width=128,
+                                  height=96, pool=2))
+    sample = next(stream)
+    assert sample["image"].shape == (3, 64, 96) and sample["labels"].shape == (64, 96)
+    assert sample["has_labels"] and sample["has_depth"] and sample["has_normals"]
+    assert set(sample["labels"].unique().tolist()) <= set(range(6))
+    valid = sample["normals"].norm(dim=0) > 0.5
+    assert torch.allclose(sample["normals"].norm(dim=0)[valid], torch.tensor(1.0), atol=1e-4)
+
+
+def make_folder(root, with_depth=True):
+    rng = np.random.default_rng(0)
+    for sub in ("images", "labels", "depth", "normals"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / "images" / f"f{i}.png"), rng.integers(0, 255, (40, 56, 3), np.uint8))
+        cv2.imwrite(str(root / "labels" / f"f{i}.png"), rng.integers(0, 6, (40, 56), np.uint8))
+        if with_depth and i != 1:  # f1 has no depth: an asymmetric annotation
+            cv2.imwrite(str(root / "depth" / f"f{i}.png"),
+                        rng.integers(1000, 30000, (40, 56)).astype(np.uint16))
+        normals = np.zeros((40, 56, 3), np.float32)
+        normals[..., 1] = -1
+        cv2.imwrite(str(root / "normals" / f"f{i}.png"), colorize_normals(normals)[..., ::-1])
+
+
+def test_folder_dataset(tmp_path):
+    make_folder(tmp_path)
+    data = FolderDataset(tmp_path, get_preset("synthetic"), None, depth_scale=1000.0, seed=0)
+    assert len(data) == 3
+    sample = data[0]
+    assert sample["has_depth"] and sample["depth"].max() <= 30.0
+    assert not data[1]["has_depth"]
+    normals = sample["normals"][:, sample["normals"].norm(dim=0) > 0.5]
+    assert torch.allclose(normals[1].abs(), torch.tensor(1.0), atol=0.01)
+
+
+def test_normals_png_round_trip():
+    n = np.array([[[0.6, -0.8, 0.0], [0.0, 0.0, -1.0]]], np.float32)
+    assert np.allclose(decode_normals_png(colorize_normals(n)), n, atol=0.01)
+
+
+def test_two_training_steps_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--steps", "2", "--batch-size", "2", "--crop", "64x96",
+            "--eval-every", "2", "--eval-frames", "1", "--save-every", "1", "--workers", "0",
+            "--export", str(tmp_path / "exported.ckpt")]
+    assert run_main(train_main, args, prog="hydranet-train") == 0
+    assert (out / "last.ckpt").exists() and (out / "training_state.pt").exists()
+    raw = torch.load(out / "last.ckpt", weights_only=True)
+    assert "state_dict" in raw and raw["step"] == 2
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "total" in r] == [1, 2]
+    assert any("held_out" in r for r in log)
+    exported = load_model(tmp_path / "exported.ckpt")
+    assert (exported.num_classes, exported.num_tasks) == (6, 3)
+    assert read_state_dict(tmp_path / "exported.ckpt")["segm.weight"].dtype == torch.float16
+    # an existing run is not overwritten by accident, and can be resumed
+    assert run_main(train_main, args[:-2], prog="hydranet-train") == 1
+    assert "pass --resume" in capsys.readouterr().err
+    resumed = ["--out", str(out), "--steps", "3", "--batch-size", "2", "--crop", "64x96",
+               "--eval-every", "0", "--workers", "0", "--resume"]
+    assert run_main(train_main, resumed, prog="hydranet-train") == 0
+    assert torch.load(out / "last.ckpt", weights_only=True)["step"] == 3
+
+
+def test_folder_training_step(tmp_path):
+    make_folder(tmp_path / "data")
+    args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--steps", "1",
+            "--batch-size", "2", "--crop", "32x48", "--workers", "0"]
+    assert run_main(train_main, args, prog="hydranet-train") == 0
+
+
+def test_evaluate_command_on_a_folder(tmp_path, make_checkpoint, capsys):
+    from hydranet_ros.cli.evaluate import main as evaluate_main
+    make_folder(tmp_path / "data")
+    args = ["--weights", str(make_checkpoint(6, 3)), "--data", str(tmp_path / "data"), "--json"]
+    assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 3 and 0.0 <= summary["miou"] <= 1.0
+    assert summary["normal_mean_deg"] >= 0.0
