@@ -12,6 +12,8 @@ CONSOLE_SCRIPTS = [
     "hydranet-train = hydranet_ros.cli.train:entry_point",
     "hydranet-evaluate = hydranet_ros.cli.evaluate:entry_point",
     "hydranet-demo = hydranet_ros.cli.demo:entry_point",
+    "hydranet-export = hydranet_ros.cli.export:entry_point",
+    "hydranet-bench = hydranet_ros.cli.bench:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
     "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
     "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
@@ -35,6 +37,8 @@ setup(
     install_requires=["setuptools", "numpy", "opencv-python-headless", "pillow", "torch", "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
+        # the fast CPU backends, ONNX export, and the benchmark's chart
+        "engines": ["openvino", "onnxruntime", "onnx", "matplotlib"],
         "test": ["pytest", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
                  "ros-ament-package"],
     },

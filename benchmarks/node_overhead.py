@@ -24,11 +24,12 @@ import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
+from hydranet_ros.engines import build_engine  # noqa: E402
 from hydranet_ros.geometry import Intrinsics  # noqa: E402
 from hydranet_ros.model import HydraNet  # noqa: E402
 from hydranet_ros.outputs import OUTPUTS, OutputSettings, compute_outputs  # noqa: E402
 from hydranet_ros.postprocess import postprocess  # noqa: E402
-from hydranet_ros.predictor import Predictor  # noqa: E402
+from hydranet_ros.memory import keep_freed_memory  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.ros.conversions import image_to_rgb, output_message  # noqa: E402
 
@@ -46,10 +47,11 @@ def frame_message(width: int, height: int) -> Image:
 def measure(preset_name: str, width: int, height: int, repeat: int, node: Node) -> dict[str, float]:
     preset = get_preset(preset_name)
     torch.manual_seed(0)
-    predictor = Predictor(HydraNet(preset.num_classes, preset.num_tasks).eval(), preset,
-                          torch.device("cpu"))
+    engine = build_engine(HydraNet(preset.num_classes, preset.num_tasks).eval(), preset,
+                          "reference", torch.device("cpu"))
     msg = frame_message(width, height)
-    raw = predictor.raw_outputs(image_to_rgb(msg))  # the network: not part of the overhead
+    # the network: not part of the overhead
+    raw = tuple(out[0] for out in engine.infer(image_to_rgb(msg)[None]))
     intr = Intrinsics(500.0, 500.0, width / 2, height / 2, width, height)
     wanted = {spec.name for spec in OUTPUTS
               if preset.num_tasks == 3 or "normals" not in spec.needs}
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
+    keep_freed_memory()  # as hydranet_node does
     rclpy.init()
     node = Node("hydranet_overhead_benchmark")
     print(f"node overhead per frame at {args.width}x{args.height}, all outputs on, median of "

@@ -6,13 +6,9 @@ seeds training never draws (see synthetic.scene.TRAIN_SEEDS).
 
 from __future__ import annotations
 
-import torch
-
 from .metrics import RunningMetrics
-from .model import HydraNet
 from .outputs import OutputSettings, compute_outputs
 from .predictor import Predictor
-from .presets import Preset
 from .synthetic.render import SyntheticFrame, SyntheticWorld
 from .synthetic.scene import HELD_OUT_SEED_START
 
@@ -31,11 +27,10 @@ def update_metrics(metrics: RunningMetrics, outputs: dict, frame: SyntheticFrame
                    outputs.get("normals"), frame.normals)
 
 
-@torch.inference_mode()
-def evaluate_held_out(model: HydraNet, preset: Preset, count: int, width: int = 320,
+def evaluate_held_out(predictor: Predictor, count: int, width: int = 320,
                       height: int = 240) -> dict:
-    """Metrics of ``model`` on the first ``count`` held-out frames."""
-    predictor = Predictor(model, preset, next(model.parameters()).device)
+    """Metrics of a predictor on the first ``count`` held-out frames."""
+    preset = predictor.preset
     world = SyntheticWorld(width, height)
     metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
     settings = OutputSettings()
@@ -47,14 +42,13 @@ def evaluate_held_out(model: HydraNet, preset: Preset, count: int, width: int = 
     return metrics.summary()
 
 
-@torch.inference_mode()
-def evaluate_folder(model: HydraNet, preset: Preset, root: str, depth_scale: float) -> dict:
-    """Metrics of ``model`` on a folder in the training data layout (at full resolution)."""
+def evaluate_folder(predictor: Predictor, root: str, depth_scale: float) -> dict:
+    """Metrics of a predictor on a folder in the training data layout (at full resolution)."""
     from tqdm import tqdm
 
     from .training.data import FolderDataset
+    preset = predictor.preset
     data = FolderDataset(root, preset, None, depth_scale, seed=0)
-    predictor = Predictor(model, preset, next(model.parameters()).device)
     metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
     for index in tqdm(range(len(data)), unit="img", desc="evaluating", disable=len(data) < 2):
         rgb, labels, depth, normals = data.load(index)

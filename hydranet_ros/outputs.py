@@ -7,6 +7,7 @@ outputs asked for are computed (a colour view nobody watches costs nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from .geometry import Intrinsics, point_cloud
 from .postprocess import Prediction
 from .presets import Preset
 from .visualize import colorize_depth, colorize_labels, colorize_normals, depth_range
+from .workers import run_all
 
 
 @dataclass(frozen=True)
@@ -86,32 +88,35 @@ def overlay(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
 
 def compute_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings: OutputSettings,
                     wanted: set[str], intrinsics: Intrinsics | None = None) -> dict[str, np.ndarray]:
-    """Arrays for the wanted outputs (points only when ``intrinsics`` is given)."""
-    out: dict[str, np.ndarray] = {}
+    """Arrays for the wanted outputs (points only when ``intrinsics`` is given); the views
+    that take time are made concurrently, the point cloud (the largest) first."""
     max_depth = effective_max_depth(preset, settings)
     depth = metric_depth(pred.depth, max_depth) if pred.depth is not None else None
     seg_colors = None
     if wanted & {"segmentation_color", "overlay"} or (
             "points" in wanted and settings.pointcloud_color == "segmentation"):
         seg_colors = colorize_labels(pred.labels, preset)
+    out: dict[str, np.ndarray] = {}
     if "labels" in wanted:
         out["labels"] = pred.labels
     if "segmentation_color" in wanted:
         out["segmentation_color"] = seg_colors
-    if "overlay" in wanted:
-        out["overlay"] = overlay(rgb, seg_colors, settings.overlay_alpha)
     if "depth" in wanted:
         out["depth"] = depth
-    if "depth_color" in wanted:
-        out["depth_color"] = colorize_depth(depth, depth_range(depth, preset))
     if pred.normals is not None and "normals" in wanted:
         out["normals"] = pred.normals
-    if pred.normals is not None and "normals_color" in wanted:
-        out["normals_color"] = colorize_normals(pred.normals)
+    slow: dict[str, Callable[[], np.ndarray]] = {}
     if "points" in wanted and intrinsics is not None:
         cloud_max = settings.pointcloud_max_depth or max_depth
-        out["points"] = point_cloud(
+        slow["points"] = lambda: point_cloud(
             depth, intrinsics, seg_colors if settings.pointcloud_color == "segmentation" else rgb,
             pred.labels, settings.pointcloud_stride, cloud_max,
             class_ids(preset, settings.pointcloud_exclude_classes), settings.pointcloud_organized)
+    if "overlay" in wanted:
+        slow["overlay"] = lambda: overlay(rgb, seg_colors, settings.overlay_alpha)
+    if "depth_color" in wanted:
+        slow["depth_color"] = lambda: colorize_depth(depth, depth_range(depth, preset))
+    if pred.normals is not None and "normals_color" in wanted:
+        slow["normals_color"] = lambda: colorize_normals(pred.normals)
+    out.update(run_all(slow))
     return out

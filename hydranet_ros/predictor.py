@@ -1,49 +1,24 @@
-"""One image in, one full-resolution Prediction out: the pipeline every front end shares."""
+"""Images in, full-resolution Predictions out: the pipeline every front end shares.
+
+A Predictor is a preset (what the classes and ranges mean) plus an engine (how the network
+runs). Images are grouped by the size the network runs them at, and each group runs as one
+batch, which is how several cameras share one network call.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import torch
 
 from . import weights as weights_mod
 from .checkpoint import load_model
+from .engines import Engine, create_engine
+from .engines.base import Log
 from .errors import HydraNetError
 from .model import HydraNet
-from .postprocess import PARTS, Prediction, postprocess
+from .postprocess import PARTS, Prediction
 from .presets import Preset, check_compatible, get_preset, preset_for_model, preset_names
-
-
-def select_device(spec: str) -> torch.device:
-    """'auto' is the first CUDA GPU when there is one, else the CPU."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise HydraNetError(f"unknown device '{spec}' (use auto, cpu, cuda or cuda:N)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise HydraNetError(f"unsupported device '{spec}' (use auto, cpu, cuda or cuda:N)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HydraNetError(f"device '{spec}' requested but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise HydraNetError(f"device '{spec}' requested but only "
-                                f"{torch.cuda.device_count()} CUDA device(s) exist")
-    return device
-
-
-def normalize(rgb: np.ndarray, preset: Preset) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 network input.
-
-    Computed in float64 and rounded once, exactly as the release's ``prepare_img``.
-    """
-    mean = np.asarray(preset.mean).reshape(1, 1, 3)
-    std = np.asarray(preset.std).reshape(1, 1, 3)
-    x = (rgb * preset.scale - mean) / std
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def check_rgb(image: np.ndarray) -> None:
@@ -54,56 +29,66 @@ def check_rgb(image: np.ndarray) -> None:
         raise HydraNetError(f"image is empty ({image.shape[1]}x{image.shape[0]})")
 
 
+def choose_preset(weights: str, preset: str | None, model: HydraNet, source: str) -> Preset:
+    """The preset asked for, else the official one the weights are named after, else the one
+    matching the model's class and task counts."""
+    if preset:
+        chosen = get_preset(preset)
+    elif weights in preset_names():
+        chosen = get_preset(weights)
+    else:
+        chosen = preset_for_model(model.num_classes, model.num_tasks)
+    check_compatible(chosen, model.num_classes, source=source)
+    return chosen
+
+
 @dataclass
 class Predictor:
-    model: HydraNet
+    engine: Engine
     preset: Preset
-    device: torch.device
 
     @classmethod
     def from_weights(cls, weights: str, preset: str | None = None, device: str = "auto",
-                     progress: bool = True) -> "Predictor":
+                     backend: str = "auto", precision: str = "auto", progress: bool = True,
+                     log: Log = print, warn: Log = print) -> "Predictor":
         """Weights as a path or official preset name; the preset defaults to the weights'."""
         path = weights_mod.resolve(weights, progress=progress)
         model = load_model(path)
-        if preset is None:
-            chosen = get_preset(weights) if weights in preset_names() else \
-                preset_for_model(model.num_classes, model.num_tasks)
-        else:
-            chosen = get_preset(preset)
-        check_compatible(chosen, model.num_classes, source=str(path))
-        dev = select_device(device)
-        return cls(model.to(dev), chosen, dev)
+        chosen = choose_preset(weights, preset, model, str(path))
+        return cls(create_engine(model, chosen, backend, device, precision, log, warn), chosen)
+
+    @classmethod
+    def for_model(cls, model: HydraNet, preset: Preset, device: str = "cpu",
+                  backend: str = "reference", precision: str = "auto") -> "Predictor":
+        """A model already in memory; by default the release's exact computation."""
+        return cls(create_engine(model, preset, backend, device, precision, log=_quiet), preset)
 
     @property
     def has_normals(self) -> bool:
-        return self.model.num_tasks == 3
+        return self.engine.has_normals
 
-    @torch.inference_mode()
-    def raw_outputs(self, rgb: np.ndarray,
-                    inference_size: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
-        """The network's outputs for one image, without the batch axis, on the CPU.
-
-        ``inference_size`` (height, width) runs the network on a resized copy of the image.
-        """
-        check_rgb(rgb)
-        if inference_size is not None and inference_size != rgb.shape[:2]:
-            rgb = resize_image(rgb, inference_size)
-        x = torch.from_numpy(normalize(rgb, self.preset)).to(self.device)
-        return tuple(out[0].float().cpu().numpy() for out in self.model(x))
-
-    def predict(self, rgb: np.ndarray, inference_size: tuple[int, int] | None = None,
+    def predict(self, rgb: np.ndarray, net_size: tuple[int, int] | None = None,
                 parts: set[str] | frozenset[str] = frozenset(PARTS)) -> Prediction:
         """Results at the image's own resolution, whatever size the network ran at."""
-        return postprocess(self.raw_outputs(rgb, inference_size), rgb.shape[:2], parts)
+        return self.predict_many([rgb], [net_size], parts)[0]
+
+    def predict_many(self, images: list[np.ndarray], net_sizes: list[tuple[int, int] | None],
+                     parts: set[str] | frozenset[str] = frozenset(PARTS)) -> list[Prediction]:
+        """Several images; those that run at the same network size go through as one batch."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, (image, size) in enumerate(zip(images, net_sizes)):
+            check_rgb(image)
+            groups.setdefault(size or image.shape[:2], []).append(index)
+        results: list[Prediction | None] = [None] * len(images)
+        for size, indices in groups.items():
+            batch = self.engine.predict([images[i] for i in indices], size, parts)
+            for i, prediction in zip(indices, batch):
+                results[i] = prediction
+        return results
 
 
-def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area averaging when shrinking (no aliasing), bilinear when enlarging."""
-    height, width = size
-    shrinking = height * width < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+def _quiet(_: str) -> None:
+    pass
 
 
 def inference_size(image_size: tuple[int, int], width: int, height: int) -> tuple[int, int] | None:

@@ -35,6 +35,7 @@ class Snapshot:
     total_processed: int
     total_dropped: int
     total_rejected: int
+    total_batches: int = 0  # network calls; several cameras' frames share one
     rejections: dict[str, int] = field(default_factory=dict)  # by reason, in total
 
     @property
@@ -103,6 +104,10 @@ class FrameStats:
             self._stamp.append(stamp_latency_s)
         self._count("processed")
 
+    def batch(self) -> None:
+        """One network call (for one or several frames)."""
+        self._count("batches")
+
     def snapshot(self) -> Snapshot:
         """What happened since the previous snapshot (and in total), starting a new window."""
         with self._lock:
@@ -115,7 +120,7 @@ class FrameStats:
                 stamp_latency_s=self._stamp,
                 total_received=self._totals["received"], total_processed=self._totals["processed"],
                 total_dropped=self._totals["dropped"], total_rejected=self._totals["rejected"],
-                rejections=dict(self._rejections))
+                total_batches=self._totals["batches"], rejections=dict(self._rejections))
             self._since = now
             self._reset()
             return snap

@@ -19,6 +19,7 @@ from launch_ros.actions import Node
 PACKAGE = "hydranet_ros"
 #: Launch arguments that, when given, override the parameter of the same meaning.
 OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
+             "backend": "backend", "precision": "precision",
              "publish_pointcloud": "publish_points"}
 
 
@@ -59,6 +60,11 @@ def generate_launch_description():
                               description="class names and colours; empty: from params_file"),
         DeclareLaunchArgument("device", default_value="",
                               description="auto, cpu, cuda or cuda:N; empty: from params_file"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto, torch, openvino, onnxruntime or reference; "
+                                          "empty: from params_file"),
+        DeclareLaunchArgument("precision", default_value="",
+                              description="auto, fp32, fp16 or bf16; empty: from params_file"),
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(share, "config", "hydranet.yaml"),
                               description="parameter file of hydranet_node"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment: torch pinned to the CPU build first,
-# then this package with its ROS 2 wheels and test tools. Safe to run again; it only
-# reinstalls when setup.py changed. VENV selects the folder (default .venv).
+# then this package with its ROS 2 wheels, the fast inference engines and the test tools.
+# Safe to run again; it only reinstalls when setup.py changed. VENV selects the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -14,6 +14,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-    "$VENV/bin/python" -m pip install --quiet -e ".[ros,test]"
+    "$VENV/bin/python" -m pip install --quiet -e ".[ros,test,engines]"
     echo "$want" > "$stamp"
 fi

@@ -8,13 +8,11 @@ import time
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_model
-from hydranet_ros.checkpoint import load_model, save_checkpoint
+from hydranet_ros.checkpoint import save_checkpoint
 from hydranet_ros.outputs import OUTPUTS, metric_depth
 from hydranet_ros.predictor import Predictor
-from hydranet_ros.presets import preset_for_model
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
@@ -42,6 +40,10 @@ def picture(seed: int = 0) -> np.ndarray:
     return rgb
 
 
+#: The node and the in-process predictor it is compared with run the same engine.
+SAME_ENGINE = {"device": "cpu", "backend": "torch", "precision": "fp32"}
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "hydranet_40c_3t.ckpt"
@@ -51,14 +53,13 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint):
-    model = load_model(checkpoint)
-    return Predictor(model, preset_for_model(model.num_classes, model.num_tasks), torch.device("cpu"))
+    return Predictor.from_weights(str(checkpoint), **SAME_ENGINE, log=print)
 
 
 @pytest.fixture(scope="module")
 def node(ros, checkpoint, tmp_path_factory):
     proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
-                       {"weights": str(checkpoint), "device": "cpu", "max_depth": MAX_DEPTH,
+                       {"weights": str(checkpoint), **SAME_ENGINE, "max_depth": MAX_DEPTH,
                         "diagnostics_period": 0.5})
     assert proc.wait_for_log("subscribed to"), proc.log()
     yield proc
@@ -98,8 +99,10 @@ def encoded(rgb: np.ndarray, encoding: str) -> np.ndarray:
             "bgra8": np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 200, np.uint8)])}[encoding]
 
 
-def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray) -> None:
-    """Every output: header, encoding, size, ranges, and equality with the in-process core."""
+def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray,
+                  exact: bool = True) -> None:
+    """Every output: header, encoding, size, ranges, and equality with the in-process core
+    (not ``exact`` for batches: a batch of two runs other convolution kernels than one)."""
     assert sorted(found) == sorted(ALL_TOPICS)
     for topic, msg in found.items():
         assert msg.header.stamp == stamp and msg.header.frame_id == "camera_optical_frame", topic
@@ -113,14 +116,16 @@ def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray) -> No
                          "depth/color": "rgb8", "normals/image": "32FC3", "normals/color": "rgb8"}
     labels = decode_image(found["segmentation/labels"])
     assert labels.max() < 40 and len(np.unique(labels)) > 1
-    assert np.array_equal(labels, expected.labels)
+    assert (labels == expected.labels).mean() >= (1.0 if exact else 0.995)
     depth = decode_image(found["depth/image"])
     valid = np.isfinite(depth)
     assert valid.mean() > 0.5 and (depth[valid] > 0).all() and (depth[valid] <= MAX_DEPTH).all()
-    assert np.array_equal(depth, metric_depth(expected.depth, MAX_DEPTH), equal_nan=True)
+    expected_depth = metric_depth(expected.depth, MAX_DEPTH)
+    assert np.array_equal(depth, expected_depth, equal_nan=True) if exact else \
+        np.allclose(depth, expected_depth, rtol=1e-3, atol=1e-3, equal_nan=True)
     normals = decode_image(found["normals/image"])
     assert np.allclose(np.linalg.norm(normals, axis=2), 1.0, atol=1e-4)
-    assert np.allclose(normals, expected.normals, atol=1e-6)
+    assert np.allclose(normals, expected.normals, atol=1e-6 if exact else 1e-3)
     info = found["depth/camera_info"]
     assert (info.width, info.height) == (WIDTH, HEIGHT) and info.k[0] == 100.0
     cloud = found["points"]
@@ -295,7 +300,7 @@ def test_diagnostics_report(probe):
     for key in ("input rate (Hz)", "processed rate (Hz)", "frames dropped", "inference time p50 (ms)",
                 "latency receipt to publish p50 (ms)", "latency stamp to publish p50 (ms)"):
         assert key in values
-    assert values["device"] == "cpu" and values["backend"] == "torch"
+    assert values["device"] == "cpu" and values["backend"] == "torch fp32"
     assert int(values["frames processed"]) >= 3
     assert int(values["frames rejected"]) >= 4  # the bad frames sent earlier
     assert int(values["rejected: encoding"]) >= 1
@@ -360,7 +365,7 @@ def probe_stamp(i: int):
 
 def test_compressed_transport(ros, checkpoint, predictor, tmp_path):
     proc = NodeProcess(tmp_path / "compressed.log",
-                       {"weights": str(checkpoint), "device": "cpu", "image_transport": "compressed",
+                       {"weights": str(checkpoint), **SAME_ENGINE, "image_transport": "compressed",
                         "max_depth": MAX_DEPTH}, namespace="/compressed")
     probe = Probe("compressed_probe", namespace="/compressed")
     try:
@@ -428,3 +433,47 @@ def test_signals_stop_the_node_quickly_and_cleanly(ros, checkpoint, tmp_path, si
     assert code == 0, proc.log()
     assert seconds < 2.0, f"took {seconds:.2f} s to exit\n" + proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_cameras_share_one_batch(ros, checkpoint, predictor, tmp_path):
+    """Two cameras: frames published together come back on each camera's own topics, equal
+    to the single-image results, and the network ran them as one call."""
+    proc = NodeProcess(tmp_path / "multi.log",
+                       {"weights": str(checkpoint), **SAME_ENGINE, "cameras": ["front", "left"],
+                        "batch_wait": 0.5, "max_depth": MAX_DEPTH, "diagnostics_period": 0.5},
+                       namespace="/multi")
+    probes = {name: Probe(f"{name}_probe", namespace=f"/multi/{name}") for name in ("front", "left")}
+    pictures = {"front": picture(5), "left": picture(6)}
+    try:
+        assert proc.wait_for_log("subscribed to '/multi/left/image'"), proc.log()
+        for probe in probes.values():
+            assert probe.wait_connected(probe.image_pub), proc.log()
+            probe.info = camera_info(WIDTH, HEIGHT)
+        found: dict = {}
+        for _ in range(10):  # resend while discovery settles
+            stamp = probes["front"].stamp()
+            for name, probe in probes.items():
+                probe.info.header.stamp = stamp
+                probe.info_pub.publish(probe.info)
+                probe.image_pub.publish(image_msg(pictures[name], "rgb8", stamp))
+            found = {name: probe.wait_outputs(stamp, ALL_TOPICS, timeout=3)
+                     for name, probe in probes.items()}
+            if all(len(f) == len(ALL_TOPICS) for f in found.values()):
+                break
+        for name, outputs in found.items():
+            check_outputs(outputs, stamp, predictor, pictures[name], exact=False)
+        front = probes["front"]
+        assert front.spin_until(lambda: any(
+            float(kv.value) > 1.0 for d in front.diagnostics for kv in d.status[0].values
+            if kv.key == "frames per network call"), timeout=10), proc.log()
+    finally:
+        for probe in probes.values():
+            probe.destroy()
+        proc.stop()
+
+
+def test_bad_cameras_parameter_is_one_error_line(ros, checkpoint, tmp_path):
+    proc = NodeProcess(tmp_path / "badcams.log", {"weights": str(checkpoint), "device": "cpu",
+                                                  "cameras": ["front", "front"]})
+    code, _ = proc.stop(timeout=30) if proc.proc.wait(30) is None else (proc.proc.returncode, 0)
+    assert code == 1 and "cameras: front listed twice" in proc.log(), proc.log()

@@ -49,7 +49,7 @@ def test_pipeline_matches_release_notebook_to_the_pixel(reference, example, pres
     model = make_model(preset.num_classes, preset.num_tasks, seed=5)
     img = read_rgb(reference / "examples" / example)
     expected = notebook_outputs(model, img, preset.num_classes, preset.num_tasks)
-    pred = Predictor(model, preset, torch.device("cpu")).predict(img)
+    pred = Predictor.for_model(model, preset).predict(img)
 
     assert pred.labels.shape == img.shape[:2] and pred.labels.dtype == np.uint8
     assert np.array_equal(pred.labels, expected["labels"])

@@ -10,7 +10,7 @@ import pytest
 
 from hydranet_ros.errors import HydraNetError
 from hydranet_ros.geometry import Intrinsics
-from hydranet_ros.latest import LatestSlot
+from hydranet_ros.latest import LatestSlots
 from hydranet_ros.outputs import (OutputSettings, compute_outputs, metric_depth, overlay,
                                   parts_needed)
 from hydranet_ros.postprocess import Prediction
@@ -20,7 +20,7 @@ from hydranet_ros.stats import OK, WARN, FrameStats, health
 
 
 def test_newest_item_wins_and_drops_are_reported():
-    slot: LatestSlot[int] = LatestSlot()
+    slot: LatestSlots[int] = LatestSlots()
     assert slot.put(1) is False
     assert slot.put(2) is True  # 1 was never taken
     assert slot.take(timeout=0) == 2
@@ -29,7 +29,7 @@ def test_newest_item_wins_and_drops_are_reported():
 
 
 def test_take_waits_and_close_wakes():
-    slot: LatestSlot[int] = LatestSlot()
+    slot: LatestSlots[int] = LatestSlots()
     got = []
     consumer = threading.Thread(target=lambda: got.append(slot.take()))
     consumer.start()
@@ -144,3 +144,16 @@ def test_throttle_one_per_kind_and_period():
     now[0] = 5.0
     assert throttle.warn("encoding", "e")
     assert lines == ["a", "c", "e (2 similar warning(s) suppressed)"]
+
+
+def test_frames_of_several_cameras_are_taken_together():
+    slots: LatestSlots[int] = LatestSlots(("front", "left"))
+    slots.put(1, "front")
+    assert slots.put(2, "front") is True
+    threading.Timer(0.05, slots.put, (3, "left")).start()
+    started = time.monotonic()
+    assert slots.take_all(timeout=1, gather_s=1.0) == {"front": 2, "left": 3}
+    assert time.monotonic() - started < 0.9  # stopped waiting once every camera had a frame
+    slots.put(4, "left")
+    assert slots.take_all(timeout=0, gather_s=0.05) == {"left": 4}  # gathering gives up
+    assert slots.take_all(timeout=0.01) == {}

@@ -1,11 +1,15 @@
-"""What every command shares: one-line errors instead of tracebacks, and quiet Ctrl-C."""
+"""What every command shares: one-line errors instead of tracebacks, quiet Ctrl-C, and the
+engine options."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
+from ..engines import BACKENDS, PRECISIONS
 from ..errors import HydraNetError
+from ..predictor import Predictor
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -22,3 +26,20 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --backend and --precision, the same for every command that runs the network."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="inference engine (auto: the fastest available; reference: the "
+                             "release's exact eager fp32 computation)")
+    parser.add_argument("--precision", default="auto", choices=("auto",) + PRECISIONS,
+                        help="auto: the backend's fastest accuracy-guarded precision")
+
+
+def predictor_from_args(args: argparse.Namespace) -> Predictor:
+    def note(line: str) -> None:
+        print(line, file=sys.stderr)
+    return Predictor.from_weights(args.weights, args.preset, args.device, args.backend,
+                                  args.precision, log=note, warn=note)

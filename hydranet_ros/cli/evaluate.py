@@ -10,8 +10,7 @@ import sys
 
 from ..evaluation import evaluate_folder, evaluate_held_out
 from ..metrics import format_summary
-from ..predictor import Predictor
-from .common import run_main
+from .common import add_engine_arguments, predictor_from_args, run_main
 
 PROG = "hydranet-evaluate"
 
@@ -25,19 +24,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=50, help="held-out frames (synthetic)")
     parser.add_argument("--depth-scale", type=float, default=1000.0,
                         help="depth PNG value per metre (folder data)")
-    parser.add_argument("--device", default="auto")
+    add_engine_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the full summary as JSON")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    predictor = Predictor.from_weights(args.weights, args.preset, args.device)
-    model, preset = predictor.model, predictor.preset
+    predictor = predictor_from_args(args)
     if args.data == "synthetic":
-        summary = evaluate_held_out(model, preset, args.frames)
+        summary = evaluate_held_out(predictor, args.frames)
     else:
-        summary = evaluate_folder(model, preset, args.data, args.depth_scale)
+        summary = evaluate_folder(predictor, args.data, args.depth_scale)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

@@ -12,10 +12,9 @@ from tqdm import tqdm
 from ..errors import HydraNetError
 from ..images import find_images, read_rgb, write_png
 from ..postprocess import Prediction
-from ..predictor import Predictor
 from ..presets import Preset, preset_names
 from ..visualize import colorize_depth, colorize_labels, colorize_normals, depth_range, montage
-from .common import run_main
+from .common import add_engine_arguments, predictor_from_args, run_main
 
 PROG = "hydranet-infer"
 
@@ -29,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "downloaded into the cache on first use")
     parser.add_argument("--preset", choices=preset_names(),
                         help="class names, colours and depth range (default: from the weights)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_engine_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     images = find_images(args.inputs)
     if not images:
         raise HydraNetError("no image files found in " + ", ".join(args.inputs))
-    predictor = Predictor.from_weights(args.weights, args.preset, args.device)
+    predictor = predictor_from_args(args)
     plans = [output_paths(args.out, image, predictor.has_normals) for image in images]
     check_outputs(plans, args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)

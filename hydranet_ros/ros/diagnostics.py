@@ -26,6 +26,8 @@ def status_values(snap: Snapshot) -> dict[str, str]:
         "frames processed": str(snap.total_processed),
         "frames dropped": str(snap.total_dropped),
         "frames rejected": str(snap.total_rejected),
+        "frames per network call": f"{snap.total_processed / snap.total_batches:.2f}"
+        if snap.total_batches else "nan",
         "inference time p50 (ms)": _ms(median(snap.inference_s)),
         "inference time max (ms)": _ms(_max(snap.inference_s)),
         "latency receipt to publish p50 (ms)": _ms(median(snap.receipt_latency_s)),

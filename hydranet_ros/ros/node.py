@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -20,12 +23,15 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..errors import HydraNetError
-from ..latest import LatestSlot
+from ..geometry import Intrinsics
+from ..latest import LatestSlots
+from ..memory import keep_freed_memory
 from ..outputs import (OUTPUT_BY_NAME, OUTPUTS, OutputSettings, class_ids, compute_outputs,
                        parts_needed)
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
+from ..workers import run_all
 from .conversions import (ImageError, camera_info_for, camera_intrinsics, compressed_to_rgb,
                           image_to_rgb, output_message)
 from .diagnostics import diagnostic_array
@@ -47,6 +53,28 @@ class Frame:
     received: float  # time.monotonic() at receipt
 
 
+@dataclass
+class Camera:
+    """One input camera: where its topics live, its latest camera_info, its publishers."""
+    name: str  # "" for the single-camera layout
+    info: CameraInfo | None = None
+    publishers: dict[str, object] = field(default_factory=dict)
+
+    def topic(self, relative: str) -> str:
+        return f"{self.name}/{relative}" if self.name else relative
+
+
+@dataclass
+class Job:
+    """A decoded frame on its way through the network."""
+    camera: Camera
+    frame: Frame
+    rgb: np.ndarray
+    intrinsics: Intrinsics | None
+    info: CameraInfo | None
+    wanted: set[str]
+
+
 class HydraNetNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -54,28 +82,35 @@ class HydraNetNode(Node):
         self.predictor: Predictor | None = None
         self.stats = FrameStats()
         self._warnings = Throttle(self.get_logger().warning, WARN_PERIOD_S)
-        self._slot: LatestSlot[Frame] = LatestSlot()
+        self.cameras: dict[str, Camera] = {}
+        self._slots: LatestSlots[Frame] = LatestSlots()
         self._stopping = threading.Event()
-        self._camera_info: CameraInfo | None = None
-        self._output_publishers: dict[str, object] = {}
         self._output_lock = threading.Lock()
         self._worker: threading.Thread | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
     def param(self, name: str):
-        return self.get_parameter(name).value
+        """A parameter's value; an unset string array (read-only ones cannot be given their
+        empty default after declaration) is its default."""
+        value = self.get_parameter_or(name)
+        return PARAM_BY_NAME[name].default if value.type_ == Parameter.Type.NOT_SET else value.value
 
     def start(self) -> None:
         """Load the model, check the parameters, then open topics and start the worker."""
-        self.predictor = Predictor.from_weights(self.param("weights"), self.param("preset") or None,
-                                                self.param("device"), progress=False)
+        names = camera_names(self.param("cameras"))
+        logger = self.get_logger()
+        self.predictor = Predictor.from_weights(
+            self.param("weights"), self.param("preset") or None, self.param("device"),
+            self.param("backend"), self.param("precision"), progress=False,
+            log=logger.info, warn=logger.warning)
         self.settings = self._read_settings()
         class_ids(self.predictor.preset, self.settings.pointcloud_exclude_classes)
-        model = self.predictor.model
-        self.get_logger().info(
-            f"HydraNet ready: {model.num_classes} classes, {model.num_tasks} tasks, preset "
-            f"'{self.predictor.preset.name}', device {self.predictor.device}, backend torch")
+        engine = self.predictor.engine
+        logger.info(f"HydraNet ready: {engine.num_classes} classes, {engine.num_tasks} tasks, "
+                    f"preset '{self.predictor.preset.name}', {engine.describe()}")
+        self.cameras = {name: Camera(name) for name in names}
+        self._slots = LatestSlots(tuple(names))
         self._open_topics()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -86,21 +121,21 @@ class HydraNetNode(Node):
         logger = self.get_logger()
         in_rel = self.param("input_reliability")
         in_qos = profile(in_rel, self.param("input_depth"))
-        if self.param("image_transport") == "compressed":
-            topic = self.resolve_topic_name("image") + "/compressed"
-            self.create_subscription(CompressedImage, topic, self._on_image, in_qos,
+        compressed = self.param("image_transport") == "compressed"
+        for camera in self.cameras.values():
+            relative = camera.topic("image") + ("/compressed" if compressed else "")
+            topic = self.resolve_topic_name(relative)
+            self.create_subscription(CompressedImage if compressed else Image, relative,
+                                     partial(self._on_image, camera.name), in_qos,
                                      event_callbacks=subscription_events(logger, topic, in_rel))
-        else:
-            topic = self.resolve_topic_name("image")
-            self.create_subscription(Image, "image", self._on_image, in_qos,
-                                     event_callbacks=subscription_events(logger, topic, in_rel))
-        info_topic = self.resolve_topic_name("camera_info")
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
-                                 event_callbacks=subscription_events(logger, info_topic, in_rel))
+            info_topic = self.resolve_topic_name(camera.topic("camera_info"))
+            self.create_subscription(CameraInfo, camera.topic("camera_info"),
+                                     partial(self._on_camera_info, camera), in_qos,
+                                     event_callbacks=subscription_events(logger, info_topic, in_rel))
+            logger.info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
         self._sync_publishers()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
-        self.get_logger().info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
 
     def _enabled(self) -> set[str]:
         """Outputs switched on (normals only where the model has that head)."""
@@ -108,7 +143,7 @@ class HydraNetNode(Node):
                 and (self.predictor.has_normals or "normals" not in spec.needs)}
 
     def _sync_publishers(self) -> None:
-        """One publisher per enabled output, plus depth/camera_info beside depth/image."""
+        """Per camera, one publisher per enabled output, plus depth/camera_info with depth."""
         enabled = self._enabled()
         topics = {OUTPUT_BY_NAME[name].topic: MESSAGE_TYPES.get(name, Image) for name in enabled}
         if "depth" in enabled:
@@ -116,14 +151,17 @@ class HydraNetNode(Node):
         reliability = self.param("output_reliability")
         qos = profile(reliability, self.param("output_depth"))
         with self._output_lock:
-            for topic in [t for t in self._output_publishers if t not in topics]:
-                self.destroy_publisher(self._output_publishers.pop(topic))
-            for topic, msg_type in topics.items():
-                if topic not in self._output_publishers:
-                    events = publisher_events(self.get_logger(), self.resolve_topic_name(topic),
-                                              reliability)
-                    self._output_publishers[topic] = self.create_publisher(msg_type, topic, qos,
-                                                                    event_callbacks=events)
+            for camera in self.cameras.values():
+                publishers = camera.publishers
+                for topic in [t for t in publishers if t not in topics]:
+                    self.destroy_publisher(publishers.pop(topic))
+                for topic, msg_type in topics.items():
+                    if topic not in publishers:
+                        name = camera.topic(topic)
+                        events = publisher_events(self.get_logger(),
+                                                  self.resolve_topic_name(name), reliability)
+                        publishers[topic] = self.create_publisher(msg_type, name, qos,
+                                                                  event_callbacks=events)
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -157,87 +195,133 @@ class HydraNetNode(Node):
 
     # -- receipt ----------------------------------------------------------------------------
 
-    def _on_image(self, msg) -> None:
+    def _on_image(self, camera: str, msg) -> None:
         self.stats.received()
-        if self._slot.put(Frame(msg, time.monotonic())):
+        if self._slots.put(Frame(msg, time.monotonic()), camera):
             self.stats.dropped()
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+    def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
+        camera.info = msg
 
     # -- work -------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (frame := self._slot.take()) is not None:
+        gather_s = self.param("batch_wait") if len(self.cameras) > 1 else 0.0
+        while frames := self._slots.take_all(gather_s=gather_s):
+            jobs = [job for name, frame in frames.items()
+                    if (job := self._decode(self.cameras[name], frame)) is not None]
             try:
-                self._process(frame)
-            except ImageError as exc:
-                self.stats.rejected(exc.field)
-                self._warnings.warn(exc.field, f"skipping frame {_stamp_text(frame.msg)}: {exc}")
+                self._process(jobs)
             except Exception as exc:  # an engine failure must not end the node
-                self.stats.rejected("processing error")
-                self.get_logger().error(f"processing frame {_stamp_text(frame.msg)} failed, "
-                                        f"skipped: {type(exc).__name__}: {exc}")
+                for job in jobs:
+                    self.stats.rejected("processing error")
+                self.get_logger().error(
+                    f"processing {len(jobs)} frame(s) ({_stamp_text(jobs[0].frame.msg)}) "
+                    f"failed, skipped: {type(exc).__name__}: {exc}")
 
-    def _wanted(self) -> set[str]:
-        """Enabled outputs that someone listens to."""
+    def _decode(self, camera: Camera, frame: Frame) -> Job | None:
+        """The frame as an RGB array with its intrinsics; None if nobody wants it or it is bad."""
+        wanted = self._wanted(camera)
+        if not wanted:
+            return None
+        msg = frame.msg
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            info = camera.info
+            intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0]) \
+                if info is not None else None
+        except ImageError as exc:
+            self.stats.rejected(exc.field)
+            self._warnings.warn(exc.field, f"skipping frame {_stamp_text(msg)}"
+                                f"{' from ' + camera.name if camera.name else ''}: {exc}")
+            return None
+        return Job(camera, frame, rgb, intrinsics, info, wanted)
+
+    def _wanted(self, camera: Camera) -> set[str]:
+        """Enabled outputs of a camera that someone listens to."""
         with self._output_lock:
-            listened = {topic for topic, pub in self._output_publishers.items()
+            listened = {topic for topic, pub in camera.publishers.items()
                         if pub.get_subscription_count() > 0}
         wanted = {spec.name for spec in OUTPUTS if spec.topic in listened}
         if DEPTH_INFO_TOPIC in listened:
             wanted.add("depth")
         return wanted
 
-    def _process(self, frame: Frame) -> None:
-        wanted = self._wanted()
-        if not wanted:
+    def _process(self, jobs: list[Job]) -> None:
+        """One network call for all jobs, then each camera's outputs."""
+        if not jobs:
             return
-        msg = frame.msg
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-        height, width = rgb.shape[:2]
-        info = self._camera_info
-        intrinsics = camera_intrinsics(info, width, height) if info is not None else None
         settings = self.settings
         started = time.perf_counter()
-        size = inference_size((height, width), self.param("inference_width"),
-                              self.param("inference_height"))
-        pred = self.predictor.predict(rgb, size, parts_needed(wanted))
+        sizes = [inference_size(job.rgb.shape[:2], self.param("inference_width"),
+                                self.param("inference_height")) for job in jobs]
+        parts = set().union(*(parts_needed(job.wanted) for job in jobs))
+        predictions = self.predictor.predict_many([job.rgb for job in jobs], sizes, parts)
         inference_s = time.perf_counter() - started
-        arrays = compute_outputs(rgb, pred, self.predictor.preset, settings, wanted, intrinsics)
-        header = msg.header
-        messages = {OUTPUT_BY_NAME[name].topic: output_message(name, header, array)
-                    for name, array in arrays.items()}
-        if "depth" in arrays and info is not None:
-            messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header)
+        self.stats.batch()
+        for job, prediction in zip(jobs, predictions):
+            self._publish(job, prediction, settings, inference_s)
+
+    def _publish(self, job: Job, prediction, settings: OutputSettings, inference_s: float) -> None:
+        arrays = compute_outputs(job.rgb, prediction, self.predictor.preset, settings,
+                                 job.wanted, job.intrinsics)
+        header = job.frame.msg.header
+        messages = frame_messages(arrays, header, job.info)
         if self._stopping.is_set():
             return  # shutting down: publish all of a frame or nothing
         with self._output_lock:
             for topic, out_msg in messages.items():
-                publisher = self._output_publishers.get(topic)
+                publisher = job.camera.publishers.get(topic)
                 if publisher is not None:
                     publisher.publish(out_msg)
         now = self.get_clock().now()
         stamp_latency = (now.nanoseconds - _stamp_ns(header)) / 1e9
-        self.stats.processed(inference_s, time.monotonic() - frame.received, stamp_latency)
+        self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)
 
     # -- diagnostics and shutdown -----------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        model = self.predictor.model
-        static = {"device": str(self.predictor.device), "backend": "torch",
+        engine = self.predictor.engine
+        static = {"device": engine.device, "backend": f"{engine.backend} {engine.precision}",
                   "weights": str(self.param("weights")),
-                  "model": f"{model.num_classes} classes, {model.num_tasks} tasks"}
+                  "model": f"{engine.num_classes} classes, {engine.num_tasks} tasks",
+                  "cameras": ", ".join(name or "(single)" for name in self.cameras)}
         self._diagnostics.publish(diagnostic_array(
             self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: HydraNet",
-            str(self.predictor.device), self.stats.snapshot(), static))
+            engine.device, self.stats.snapshot(), static))
 
     def stop(self) -> None:
         """Stop the worker; a frame in flight finishes but is not published."""
         self._stopping.set()
-        self._slot.close()
+        self._slots.close()
         if self._worker is not None:
             self._worker.join(STOP_TIMEOUT_S)
+
+
+def camera_names(values: list[str]) -> list[str]:
+    """The ``cameras`` parameter checked: relative namespaces, each once; [] is one camera."""
+    names = [v.strip("/") for v in values]
+    if not names:
+        return [""]
+    bad = [v for v, n in zip(values, names) if not n or v.startswith("/") or " " in n]
+    if bad:
+        raise HydraNetError(f"parameter cameras: {bad[0]!r} is not a relative namespace "
+                            "(e.g. front or robot/left)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise HydraNetError(f"parameter cameras: {', '.join(duplicates)} listed twice")
+    return names
+
+
+def frame_messages(arrays: dict[str, np.ndarray], header, info: CameraInfo | None) -> dict:
+    """The messages of one frame by relative topic: every output array stamped with the
+    input's header, and depth/camera_info beside a depth image. Shared by every publisher of
+    outputs, live or offline."""
+    messages = run_all({OUTPUT_BY_NAME[name].topic: partial(output_message, name, header, array)
+                        for name, array in arrays.items()})
+    if "depth" in arrays and info is not None:
+        messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header)
+    return messages
 
 
 def _stamp_ns(header) -> int:
@@ -259,6 +343,7 @@ def create_node() -> HydraNetNode:
 
 
 def main(args: list[str] | None = None) -> int:
+    keep_freed_memory()
     return run_node(create_node, NODE_NAME, args, on_exit=HydraNetNode.stop)
 
 

@@ -11,6 +11,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 ParameterType)
 from rclpy.parameter import Parameter
 
+from ..engines import BACKENDS, PRECISIONS
 from ..errors import HydraNetError
 from ..outputs import OUTPUTS, POINT_COLOR_SOURCES
 from ..presets import preset_names
@@ -37,6 +38,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("preset", "", "class names, colours and depth range; empty: from the weights",
               read_only=True, choices=("",) + tuple(preset_names())),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
+    ParamSpec("backend", "auto", "inference engine; auto picks the fastest available (torch "
+              "on CUDA, else openvino, else onnxruntime, else torch); reference is the "
+              "release's exact eager fp32 model", read_only=True, choices=BACKENDS),
+    ParamSpec("precision", "auto", "auto: the backend's fastest accuracy-guarded precision",
+              read_only=True, choices=("auto",) + PRECISIONS),
+    ParamSpec("cameras", [], "camera namespaces, e.g. [front, left]: each has <ns>/image and "
+              "<ns>/camera_info in and its outputs under <ns>/; frames arriving together run "
+              "as one batch. Empty: one camera on 'image' and 'camera_info'", read_only=True),
+    ParamSpec("batch_wait", 0.01, "seconds to wait for the other cameras' frames once one "
+              "has arrived", read_only=True, low=0.0, high=1.0),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
               "'image/compressed'", read_only=True, choices=("raw", "compressed")),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "
@@ -108,11 +119,12 @@ def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
     for spec in specs:
         if isinstance(spec.default, list):
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
-            if node.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
+            if node.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET \
+                    and not spec.read_only:
                 node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY,
                                                list(spec.default))])
         else:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
-        problem = choice_error(spec, node.get_parameter(spec.name).value)
+        problem = choice_error(spec, node.get_parameter_or(spec.name).value)
         if problem:
             raise HydraNetError(f"parameter {problem}")

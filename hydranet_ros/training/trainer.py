@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..checkpoint import read_state_dict, save_checkpoint
 from ..errors import HydraNetError
 from ..evaluation import evaluate_held_out
+from ..predictor import Predictor
 from ..model import HydraNet
 from ..presets import Preset
 from .data import FolderDataset, SyntheticStream
@@ -180,7 +181,9 @@ def train(cfg: TrainConfig, preset: Preset, resume: bool = False) -> Path:
                 _save(out, model, optimizer, step, cfg)
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) \
                     and cfg.eval_frames and cfg.data == "synthetic":
-                summary = evaluate_held_out(model.eval(), preset, cfg.eval_frames)
+                device = str(next(model.parameters()).device)
+                summary = evaluate_held_out(Predictor.for_model(model.eval(), preset, device),
+                                            cfg.eval_frames)
                 model.train()
                 tqdm.write(f"step {step}: held-out {summary['frames']} frames: mIoU "
                            f"{summary['miou']:.3f}, AbsRel {summary['abs_rel']:.3f}, normals "

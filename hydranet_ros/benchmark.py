@@ -1,0 +1,209 @@
+"""Measuring the engines: latency per backend, precision and resolution, speed-up over the
+plain eager fp32 model measured in the same run, peak memory, and multi-camera throughput.
+
+Used by ``hydranet-bench``; ROS-free (the node's end-to-end measurement is in
+``ros/node_benchmark.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .engines import Engine, EngineError, build_engine
+from .engines.openvino_engine import cpu_supports_bf16
+from .model import HydraNet
+from .postprocess import PARTS
+from .presets import Preset
+from .predictor import Predictor
+
+#: (height, width): VGA, KITTI, 720p.
+SIZES = ((480, 640), (370, 1226), (720, 1280))
+BASELINE = ("reference", "fp32")
+
+
+@dataclass
+class Row:
+    backend: str
+    precision: str
+    device: str
+    size: str  # WxH
+    median_ms: float
+    p90_ms: float
+    fps: float
+    speedup: float  # over the reference (eager fp32, NCHW, no folding) at this size
+    peak_memory_mb: float
+    predict_ms: float  # median with the full-resolution post-processing (labels, depth, normals)
+    runs: int
+
+
+def cases(device: torch.device) -> list[tuple[str, str]]:
+    """Every backend and precision worth measuring on this device, the baseline first."""
+    found = [BASELINE]
+    if device.type == "cuda":
+        found += [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+        return found
+    found += [("torch", "fp32"), ("openvino", "fp32")]
+    if cpu_supports_bf16():
+        found.append(("openvino", "bf16"))
+    return found + [("onnxruntime", "fp32")]
+
+
+def timings(call, runs: int, min_runs: int = 3, budget_s: float = 20.0) -> list[float]:
+    """Seconds per call after one warm-up: ``runs`` calls, fewer (not below ``min_runs``)
+    when they would take longer than ``budget_s``; slow baselines must not eat the budget."""
+    call()
+    seconds: list[float] = []
+    started = time.perf_counter()
+    while len(seconds) < runs and (len(seconds) < min_runs
+                                   or time.perf_counter() - started < budget_s):
+        t = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - t)
+    return seconds
+
+
+class PeakMemory:
+    """Peak memory of a block: resident set (Linux's VmHWM, reset on entry) or CUDA's."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = float("nan")
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_mb = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+
+
+def bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A smooth random picture (uint8 RGB)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (size[0] // 16 + 1, size[1] // 16 + 1, 3), dtype=np.uint8)
+    return cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def measure(engine: Engine, size: tuple[int, int], runs: int) -> tuple[list[float], list[float], float]:
+    """Latencies of the network alone (uint8 in, raw maps out) and with the full-resolution
+    post-processing, and the peak memory meanwhile."""
+    image = bench_image(size)
+    batch = image[None]
+    device = torch.device(engine.device)
+    with PeakMemory(device) as memory:
+        network = timings(lambda: engine.infer(batch), runs)
+        predict = timings(lambda: engine.predict([image], size, PARTS), max(3, runs // 2))
+    return network, predict, memory.peak_mb
+
+
+def bench_engines(model: HydraNet, preset: Preset, device: torch.device,
+                  sizes=SIZES, selected: list[tuple[str, str]] | None = None, runs: int = 10,
+                  progress=None, warn=print) -> list[Row]:
+    """One row per backend x precision x size that could run here."""
+    rows: list[Row] = []
+    for size in sizes:
+        baseline_ms = None
+        for backend, precision in selected or cases(device):
+            label = f"{backend} {precision} {size[1]}x{size[0]}"
+            if progress is not None:
+                progress.set_description(label)
+            try:
+                engine = build_engine(model, preset, backend, device, precision)
+                network, predict, peak = measure(engine, size, runs)
+            except EngineError as exc:
+                warn(f"skipped {label}: {exc}")
+                continue
+            finally:
+                if progress is not None:
+                    progress.update(1)
+            median = float(np.median(network))
+            if (backend, precision) == BASELINE:
+                baseline_ms = median * 1e3
+            rows.append(Row(backend, precision, str(device), f"{size[1]}x{size[0]}",
+                            round(median * 1e3, 1), round(float(np.percentile(network, 90)) * 1e3, 1),
+                            round(1 / median, 1),
+                            round(baseline_ms / (median * 1e3), 2) if baseline_ms else float("nan"),
+                            round(peak, 0), round(float(np.median(predict)) * 1e3, 1), len(network)))
+    return rows
+
+
+def bench_cameras(engine: Engine, preset: Preset, size: tuple[int, int], counts=(1, 2, 4),
+                  runs: int = 5) -> list[dict]:
+    """Frames per second when ``n`` cameras' frames run as one batch, through the same
+    Predictor.predict_many the node uses (network and full post-processing)."""
+    predictor = Predictor(engine, preset)
+    results = []
+    for n in counts:
+        images = [bench_image(size, seed) for seed in range(n)]
+        seconds = timings(lambda: predictor.predict_many(images, [None] * n), runs)
+        median = float(np.median(seconds))
+        results.append({"cameras": n, "batch_ms": round(median * 1e3, 1),
+                        "frames_per_s": round(n / median, 1)})
+    return results
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("backend", "precision", "device", "size", "median ms", "p90 ms", "fps",
+              "speed-up", "peak MB", "+post ms")
+    lines = [header] + [(r.backend, r.precision, r.device, r.size, f"{r.median_ms:.1f}",
+                         f"{r.p90_ms:.1f}", f"{r.fps:.1f}", f"{r.speedup:.1f}x",
+                         f"{r.peak_memory_mb:.0f}", f"{r.predict_ms:.1f}") for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def write_chart(rows: list[Row], path: Path, title: str) -> bool:
+    """Grouped bars: median latency per backend and precision, one group per size."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sizes = list(dict.fromkeys(r.size for r in rows))
+    labels = list(dict.fromkeys(f"{r.backend} {r.precision}" for r in rows))
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        values = [next((r.median_ms for r in rows if r.size == s
+                        and f"{r.backend} {r.precision}" == label), 0.0) for s in sizes]
+        bars = ax.bar(np.arange(len(sizes)) + i * width, values, width, label=label)
+        speedups = [next((r.speedup for r in rows if r.size == s
+                          and f"{r.backend} {r.precision}" == label), float("nan")) for s in sizes]
+        ax.bar_label(bars, [f"{s:.1f}x" if s == s and v else "" for s, v in zip(speedups, values)],
+                     fontsize=7)
+    ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, sizes)
+    ax.set_yscale("log")
+    ax.set_ylabel("median latency per frame (ms, log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def rows_as_dicts(rows: list[Row]) -> list[dict]:
+    return [asdict(r) for r in rows]

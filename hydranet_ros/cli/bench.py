@@ -1,0 +1,148 @@
+"""``hydranet-bench``: latency of every inference backend and precision at 640x480, 1226x370
+and 1280x720 against the plain eager fp32 model, multi-camera throughput, and the node end
+to end; a table on stdout, ``bench.json`` and a bar chart ``bench.png``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import weights as weights_mod
+from ..benchmark import (SIZES, bench_cameras, bench_engines, bench_image, cases, format_table,
+                         rows_as_dicts, write_chart)
+from ..checkpoint import load_model, save_checkpoint
+from ..engines import build_engine, select_device
+from ..errors import HydraNetError
+from ..memory import keep_freed_memory
+from ..model import HydraNet
+from ..predictor import choose_preset
+from ..presets import get_preset
+from .common import run_main
+from .export import parse_size
+
+PROG = "hydranet-bench"
+NODE_SIZE = (480, 640)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser.add_argument("--weights", help="checkpoint or preset name (default: a seeded "
+                        "40-class, 3-task model; speed does not depend on the weights' values)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES),
+                        help="HEIGHTxWIDTH list, comma-separated")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per case (slow "
+                        "cases stop earlier, after at least 3)")
+    parser.add_argument("--cameras", default="1,2,4", help="camera counts for the batch "
+                        "throughput ('' to skip)")
+    parser.add_argument("--node-frames", type=int, default=20,
+                        help="frames through the node end to end (0 to skip)")
+    parser.add_argument("--out", type=Path, default=Path("bench_out"), help="folder for "
+                        "bench.json and bench.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
+    return parser.parse_args(argv)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}"
+
+
+def load_or_seed(weights: str | None) -> HydraNet:
+    if weights:
+        return load_model(weights_mod.resolve(weights))
+    torch.manual_seed(0)
+    return HydraNet(40, 3).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    counts = [int(c) for c in args.cameras.split(",") if c]
+    outputs = [args.out / "bench.json", args.out / "bench.png"]
+    if any(p.exists() for p in outputs) and not args.overwrite:
+        raise HydraNetError(f"refusing to overwrite results in {args.out} (use --overwrite)")
+    keep_freed_memory()
+    device = select_device(args.device)
+    model = load_or_seed(args.weights)
+    preset = choose_preset(args.weights or "", None, model, args.weights or "seeded model")
+    started = time.perf_counter()
+    title = f"HydraNet {model.num_classes} classes, {model.num_tasks} tasks on {machine()}"
+    print(title, file=sys.stderr)
+
+    def note(line: str) -> None:
+        tqdm.write(f"{PROG}: {line}", file=sys.stderr)
+    with tqdm(total=len(sizes) * len(cases(device)), unit="case", file=sys.stderr) as bar:
+        rows = bench_engines(model, preset, device, sizes, runs=args.runs, progress=bar, warn=note)
+    print(format_table(rows))
+    candidates = [r for r in rows if r.size == f"{NODE_SIZE[1]}x{NODE_SIZE[0]}"] or rows
+    best = min(candidates, key=lambda r: r.median_ms)
+    if best.speedup == best.speedup:
+        print(f"\nbest at {best.size}: {best.backend} {best.precision}, {best.median_ms:.1f} ms, "
+              f"{best.speedup:.1f}x the eager fp32 model")
+    report = {"machine": machine(), "model": f"{model.num_classes} classes, {model.num_tasks} tasks",
+              "engines": rows_as_dicts(rows)}
+    if counts:
+        engine = build_engine(model, preset, best.backend, device, best.precision)
+        report["cameras"] = bench_cameras(engine, preset, NODE_SIZE, counts)
+        print(f"\ncameras batched ({best.backend} {best.precision}, 640x480, network and "
+              "post-processing):")
+        for c in report["cameras"]:
+            print(f"  {c['cameras']} camera(s): {c['batch_ms']:.1f} ms per batch, "
+                  f"{c['frames_per_s']:.1f} frames/s")
+    if args.node_frames > 0:
+        report["node"] = run_node_benchmark(model, best.backend, best.precision,
+                                            args.node_frames, best.median_ms, best.predict_ms)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    outputs[0].write_text(json.dumps(report, indent=2) + "\n")
+    chart = write_chart(rows, outputs[1], title)
+    print(f"\nwrote {outputs[0]}" + (f" and {outputs[1]}" if chart else
+                                      " (no chart: pip install matplotlib)")
+          + f" in {report['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def run_node_benchmark(model: HydraNet, backend: str, precision: str, frames: int,
+                       network_ms: float, predict_ms: float) -> dict | None:
+    """The node end to end with the best backend, compared with that engine's latency."""
+    try:
+        from ..ros.node_benchmark import node_end_to_end
+    except ImportError as exc:
+        print(f"{PROG}: node end to end skipped: rclpy is not available ({exc})", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.ckpt"
+        save_checkpoint(model, path)
+        result = node_end_to_end(path, backend, precision, bench_image(NODE_SIZE), frames)
+    node_ms = result["node_receipt_to_publish_ms"]["median"]
+    result["engine_network_ms"] = network_ms
+    result["engine_with_postprocessing_ms"] = predict_ms
+    result["node_over_engine"] = round(node_ms / network_ms, 2)
+    print(f"\nnode end to end, 640x480, every output ({result['backend']}): receipt to last "
+          f"publish {node_ms:.1f} ms median (p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); "
+          f"engine {network_ms:.1f} ms network, {predict_ms:.1f} ms with post-processing; "
+          f"node = {result['node_over_engine']:.2f}x the network; driver publish to last "
+          f"output {result['driver_publish_to_last_output_ms']['median']:.1f} ms")
+    return result
+
+
+def entry_point() -> None:
+    sys.exit(run_main(main, prog=PROG))

@@ -1,0 +1,64 @@
+"""``hydranet-export``: the network as ONNX or OpenVINO IR, for deployment elsewhere (for
+example TensorRT's ``trtexec --onnx=...``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import weights as weights_mod
+from ..checkpoint import load_model
+from ..engines.export import FORMATS, SUFFIX, export, output_names
+from ..errors import HydraNetError
+from ..presets import preset_names
+from .common import run_main
+
+PROG = "hydranet-export"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"HxW" -> (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HydraNetError(f"--size must be HEIGHTxWIDTH, e.g. 480x640, got '{text}'") from None
+    if height < 32 or width < 32:
+        raise HydraNetError(f"--size must be at least 32x32, got {height}x{width}")
+    return height, width
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser.add_argument("--weights", required=True,
+                        help=f"checkpoint file, or an official preset ({', '.join(preset_names())})")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--size", required=True, help="input HEIGHTxWIDTH, e.g. 480x640")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (static)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                        help="stored weights (fp16: OpenVINO only; for TensorRT use trtexec --fp16)")
+    parser.add_argument("--out", type=Path, help="output file (default: hydranet_<H>x<W>.onnx/.xml)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    size = parse_size(args.size)
+    if args.batch < 1:
+        raise HydraNetError("--batch must be at least 1")
+    out = args.out or Path(f"hydranet_{size[0]}x{size[1]}{SUFFIX[args.format]}")
+    if out.suffix != SUFFIX[args.format]:
+        raise HydraNetError(f"{args.format} files end in {SUFFIX[args.format]}, not '{out.suffix}'")
+    if out.exists() and not args.overwrite:
+        raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
+    model = load_model(weights_mod.resolve(args.weights))
+    export(model, args.format, out, size, args.batch, args.precision)
+    print(f"{PROG}: wrote {out}: input 'image' ({args.batch}, 3, {size[0]}, {size[1]}) float32, "
+          f"RGB normalised with the preset's mean and std; outputs "
+          f"{', '.join(output_names(model.num_tasks))} at 1/4 resolution", file=sys.stderr)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_main(main, prog=PROG))

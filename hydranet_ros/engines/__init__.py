@@ -1,0 +1,92 @@
+"""Inference engines: one interface (``Engine``), several backends, and the choice between them.
+
+``create_engine`` is what the node, the CLIs and the benchmark call. ``backend="auto"`` picks
+the fastest backend for the device (PyTorch with fp16 on an NVIDIA GPU, else OpenVINO, else
+ONNX Runtime, else PyTorch) and says why; a backend that is missing or fails to start is
+reported in one line and the next one is tried, ending with PyTorch fp32, which always works.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..model import HydraNet
+from ..presets import Preset
+from .base import PRECISIONS, Engine, EngineError, Log
+from .onnxruntime_engine import OnnxRuntimeEngine
+from .openvino_engine import OpenVINOEngine, cpu_supports_bf16
+from .torch_engine import TorchEngine, select_device
+
+#: ``reference`` is the plain eager fp32 model, the release's exact computation (and the
+#: baseline speed-ups are measured against); ``torch`` is PyTorch optimised.
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime", "reference")
+
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "EngineError", "create_engine", "build_engine",
+           "select_device"]
+
+
+def default_precision(backend: str, device: torch.device) -> str:
+    """The fastest precision that is accurate enough (guarded by the tests) for a backend."""
+    if backend == "torch":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if backend == "openvino":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return "fp32"
+
+
+def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.device,
+                 precision: str = "auto") -> Engine:
+    """Exactly the backend asked for, or EngineError."""
+    if backend == "reference":
+        if precision not in ("auto", "fp32"):
+            raise EngineError(f"the reference backend runs fp32 only, not {precision}")
+        return TorchEngine(model, preset, device, "fp32", optimize=False)
+    if precision == "auto":
+        precision = default_precision(backend, device)
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
+    if backend == "torch":
+        return TorchEngine(model, preset, device, precision)
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise EngineError(f"the openvino backend runs on the CPU, not {device}")
+        return OpenVINOEngine(model, preset, precision)
+    if backend == "onnxruntime":
+        return OnnxRuntimeEngine(model, preset, str(device), precision)
+    raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
+
+
+def auto_order(device: torch.device) -> list[tuple[str, str]]:
+    """Backends to try for ``auto``, fastest first, each with the reason it is chosen."""
+    if device.type == "cuda":
+        return [("torch", f"CUDA device {device}: PyTorch with fp16 on the GPU"),
+                ("onnxruntime", "CUDA device, PyTorch failed: ONNX Runtime's GPU providers")]
+    return [("openvino", "no CUDA device: OpenVINO is the fastest CPU backend"),
+            ("onnxruntime", "no CUDA device and no OpenVINO: ONNX Runtime on the CPU"),
+            ("torch", "no CUDA device, OpenVINO or ONNX Runtime: PyTorch on the CPU")]
+
+
+def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device: str = "auto",
+                  precision: str = "auto", log: Log = print, warn: Log = print) -> Engine:
+    """The engine to run with: the backend asked for, or the best that works, never none.
+
+    A failure of the requested backend is one warning line, then PyTorch fp32 takes over.
+    """
+    torch_device = select_device(device)
+    if backend == "auto":
+        candidates = auto_order(torch_device)
+    elif backend in BACKENDS:
+        candidates = [(backend, "requested")]
+    else:
+        raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
+    for name, reason in candidates:
+        try:
+            engine = build_engine(model, preset, name, torch_device, precision)
+        except EngineError as exc:
+            warn(f"backend {name} not used: {exc}")
+            continue
+        log(f"inference backend: {engine.describe()} ({reason})")
+        return engine
+    engine = build_engine(model, preset, "torch", torch_device, "fp32")
+    log(f"inference backend: {engine.describe()} (fallback)")
+    return engine

@@ -1,0 +1,111 @@
+"""Exporting the network to ONNX and OpenVINO IR, cached so each shape is exported once.
+
+Exported models take the normalised image as ``image`` (N, 3, H, W) float32 and return
+``segmentation``, ``depth`` (and ``normals``) at 1/4 resolution, exactly the PyTorch model's
+raw outputs; shapes are static, which lets the runtimes plan memory and pick kernels once.
+The cache is keyed by a digest of the weights, the input size, the batch size and precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..model import HydraNet
+from ..weights import cache_dir
+from .base import EngineError
+
+FORMATS = ("onnx", "openvino")
+OPSET = 17
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+
+
+def output_names(num_tasks: int) -> list[str]:
+    return ["segmentation", "depth", "normals"][:num_tasks]
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A short fingerprint of the weights: names, shapes and values of every tensor."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def engine_cache_dir() -> Path:
+    return cache_dir() / "engines"
+
+
+def export_onnx(model: HydraNet, path: Path, size: tuple[int, int], batch: int = 1) -> None:
+    """Trace ``model`` at (batch, 3, *size) into an ONNX file at ``path``."""
+    dummy = torch.zeros(batch, 3, *size)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        source = model if next(model.parameters()).is_cpu else _cpu_copy(model)
+        torch.onnx.export(source.eval(), (dummy,), str(path), dynamo=False,
+                          opset_version=OPSET, input_names=["image"],
+                          output_names=output_names(model.num_tasks), do_constant_folding=True)
+
+
+def _cpu_copy(model: HydraNet) -> HydraNet:
+    copy = HydraNet(model.num_classes, model.num_tasks)
+    copy.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    return copy.eval()
+
+
+def export(model: HydraNet, fmt: str, path: Path, size: tuple[int, int], batch: int = 1,
+           precision: str = "fp32") -> None:
+    """Write the model in ``fmt`` to ``path`` (for IR also the .bin beside it).
+
+    Written into a temporary folder first and moved into place, so an interrupted export
+    never leaves a half-written model where a later run would find it.
+    """
+    if fmt not in FORMATS:
+        raise EngineError(f"unknown export format '{fmt}' (use {' or '.join(FORMATS)})")
+    if precision not in ("fp32", "fp16") or (fmt == "onnx" and precision != "fp32"):
+        raise EngineError(f"{fmt} export supports precision "
+                          f"{'fp32' if fmt == 'onnx' else 'fp32 or fp16'}, not {precision}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        export_onnx(model, onnx_path, size, batch)
+        if fmt == "onnx":
+            os.replace(onnx_path, path)
+            return
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise EngineError(f"OpenVINO export needs the 'openvino' package ({exc})") from None
+        ir_path = Path(tmp) / "model.xml"
+        ov.save_model(ov.convert_model(str(onnx_path)), str(ir_path),
+                      compress_to_fp16=precision == "fp16")
+        os.replace(ir_path.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(ir_path, path)
+
+
+def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
+                  precision: str = "fp32") -> Path:
+    """The exported model for this shape, from the cache or exported into it now.
+
+    ``precision`` is the one it will run at; only fp16 changes the stored weights (bf16 and
+    fp32 share fp32 weights and differ in the runtime's setting), but each has its own entry.
+    """
+    key = f"{model_digest(model)}_{size[0]}x{size[1]}_b{batch}_{precision}"
+    path = engine_cache_dir() / key / f"model{SUFFIX[fmt]}"
+    if not path.exists():
+        try:
+            export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise EngineError(f"exporting the model to {fmt} at {size[1]}x{size[0]} failed: "
+                              f"{type(exc).__name__}: {exc}") from None
+    return path
