@@ -25,7 +25,6 @@ from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..model import HydraNet
 from ..predictor import choose_preset
-from ..presets import get_preset
 from .common import run_main
 from .export import parse_size
 

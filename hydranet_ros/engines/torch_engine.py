@@ -53,9 +53,10 @@ class TorchEngine(Engine):
         self.torch_device = device
         self.optimize = optimize
         self.check_precision(("fp32", "fp16", "bf16") if device.type == "cuda" else ("fp32",))
-        #: Post-processing on the device: the default on CUDA; on a CPU only for tests.
-        self.device_postprocess = device.type == "cuda" if device_postprocess is None \
-            else device_postprocess
+        #: Post-processing on the device: the default for the optimised CUDA path (the
+        #: reference keeps the release's host post-processing); on a CPU only for tests.
+        self.device_postprocess = device.type == "cuda" and optimize \
+            if device_postprocess is None else device_postprocess
         model = model.eval()
         if optimize:
             model = fold_batchnorm(model).to(memory_format=torch.channels_last)
@@ -113,7 +114,8 @@ class TorchEngine(Engine):
         """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 channels-last, arithmetic on the device."""
         x = images.permute(0, 3, 1, 2).float() * self.preset.scale
         x = (x - self._mean) / self._std
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last if self.optimize
+                            else torch.contiguous_format)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], net_size: tuple[int, int],
