@@ -209,3 +209,14 @@ def test_export_command(tmp_path, fmt, capsys):
         export_cli.main(args)
     with pytest.raises(Exception, match="HEIGHTxWIDTH"):
         export_cli.main(args[:-3] + ["sixty", "--out", str(tmp_path / "x.onnx")])
+
+
+def test_first_export_is_announced_once():
+    pytest.importorskip("onnxruntime")
+    lines: list[str] = []
+    engine = build_engine(make_model(6, 2, seed=12), get_preset("kitti"), "onnxruntime", CPU,
+                          log=lines.append)
+    batch = np.zeros((1, 64, 64, 3), dtype=np.uint8)
+    engine.infer(batch)
+    engine.infer(batch)
+    assert len(lines) == 1 and lines[0].startswith("exporting the model to onnx for 1x64x64")

@@ -35,8 +35,8 @@ def default_precision(backend: str, device: torch.device) -> str:
 
 
 def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.device,
-                 precision: str = "auto") -> Engine:
-    """Exactly the backend asked for, or EngineError."""
+                 precision: str = "auto", log: Log | None = None) -> Engine:
+    """Exactly the backend asked for, or EngineError; ``log`` hears of one-time exports."""
     if backend == "reference":
         if precision not in ("auto", "fp32"):
             raise EngineError(f"the reference backend runs fp32 only, not {precision}")
@@ -50,9 +50,9 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
     if backend == "openvino":
         if device.type != "cpu":
             raise EngineError(f"the openvino backend runs on the CPU, not {device}")
-        return OpenVINOEngine(model, preset, precision)
+        return OpenVINOEngine(model, preset, precision, log)
     if backend == "onnxruntime":
-        return OnnxRuntimeEngine(model, preset, str(device), precision)
+        return OnnxRuntimeEngine(model, preset, str(device), precision, log)
     raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
 
 
@@ -81,7 +81,7 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
         raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
     for name, reason in candidates:
         try:
-            engine = build_engine(model, preset, name, torch_device, precision)
+            engine = build_engine(model, preset, name, torch_device, precision, log)
         except EngineError as exc:
             warn(f"backend {name} not used: {exc}")
             continue

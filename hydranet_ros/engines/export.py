@@ -19,7 +19,7 @@ import torch
 
 from ..model import HydraNet
 from ..weights import cache_dir
-from .base import EngineError
+from .base import EngineError, Log
 
 FORMATS = ("onnx", "openvino")
 OPSET = 17
@@ -91,7 +91,7 @@ def export(model: HydraNet, fmt: str, path: Path, size: tuple[int, int], batch: 
 
 
 def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
-                  precision: str = "fp32") -> Path:
+                  precision: str = "fp32", log: Log | None = None) -> Path:
     """The exported model for this shape, from the cache or exported into it now.
 
     ``precision`` is the one it will run at; only fp16 changes the stored weights (bf16 and
@@ -100,6 +100,9 @@ def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
     key = f"{model_digest(model)}_{size[0]}x{size[1]}_b{batch}_{precision}"
     path = engine_cache_dir() / key / f"model{SUFFIX[fmt]}"
     if not path.exists():
+        if log is not None:
+            log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input "
+                f"(once; cached in {path.parent})")
         try:
             export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
         except EngineError:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..model import HydraNet
 from ..presets import Preset
-from .base import Engine, EngineError, check_batch, normalize_nchw
+from .base import Engine, EngineError, Log, check_batch, normalize_nchw
 from .export import cached_export, engine_cache_dir
 
 
@@ -44,7 +44,7 @@ class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
     def __init__(self, model: HydraNet, preset: Preset, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", log: Log | None = None) -> None:
         super().__init__(preset, model.num_classes, model.num_tasks)
         self.precision = precision
         self.device = device
@@ -52,10 +52,11 @@ class OnnxRuntimeEngine(Engine):
         self._providers = providers_for(device, precision, self._ort.get_available_providers())
         self._model = model.cpu().eval()
         self._sessions: dict[tuple[int, ...], object] = {}
+        self._log = log
 
     def _session(self, shape: tuple[int, ...]):
         if shape not in self._sessions:
-            path = cached_export(self._model, "onnx", shape[1:3], shape[0], "fp32")
+            path = cached_export(self._model, "onnx", shape[1:3], shape[0], "fp32", self._log)
             options = self._ort.SessionOptions()
             options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             try:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..model import HydraNet
 from ..presets import Preset
-from .base import Engine, EngineError, check_batch, normalize_nchw
+from .base import Engine, EngineError, Log, check_batch, normalize_nchw
 from .export import cached_export, engine_cache_dir
 
 RUNTIME_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -38,7 +38,8 @@ def cpu_supports_bf16() -> bool:
 class OpenVINOEngine(Engine):
     backend = "openvino"
 
-    def __init__(self, model: HydraNet, preset: Preset, precision: str = "fp32") -> None:
+    def __init__(self, model: HydraNet, preset: Preset, precision: str = "fp32",
+                 log: Log | None = None) -> None:
         super().__init__(preset, model.num_classes, model.num_tasks)
         self.precision = precision
         self.device = "cpu"
@@ -48,11 +49,13 @@ class OpenVINOEngine(Engine):
         self.check_precision(supported)
         self._model = model.cpu().eval()
         self._requests: dict[tuple[int, ...], object] = {}
+        self._log = log
 
     def _request(self, shape: tuple[int, ...]):
         """An inference request compiled for this (N, H, W) input shape, once."""
         if shape not in self._requests:
-            path = cached_export(self._model, "openvino", shape[1:3], shape[0], self.precision)
+            path = cached_export(self._model, "openvino", shape[1:3], shape[0], self.precision,
+                                 self._log)
             config = {"PERFORMANCE_HINT": "LATENCY",
                       "INFERENCE_PRECISION_HINT": RUNTIME_PRECISION[self.precision],
                       "CACHE_DIR": str(engine_cache_dir() / "openvino_blobs")}
