@@ -14,6 +14,7 @@ CONSOLE_SCRIPTS = [
     "hydranet-demo = hydranet_ros.cli.demo:entry_point",
     "hydranet-export = hydranet_ros.cli.export:entry_point",
     "hydranet-bench = hydranet_ros.cli.bench:entry_point",
+    "hydranet-bag = hydranet_ros.cli.bag:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
     "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
     "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
@@ -39,6 +40,8 @@ setup(
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
         # the fast CPU backends, ONNX export, and the benchmark's chart
         "engines": ["openvino", "onnxruntime", "onnx", "matplotlib"],
+        # hydranet-bag: rosbag2 reading and writing without ROS
+        "bag": ["rosbags"],
         "test": ["pytest", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
                  "ros-ament-package"],
     },

@@ -3,18 +3,26 @@
 Decoding validates every field first and raises ``ImageError`` naming the field, so that a
 node can skip a malformed frame with one clear warning. Arrays are views of the message
 buffer wherever the layout allows (no copy for rgb8, bgr8 and padded rows).
+
+The same code serves the live node (rclpy's message classes) and the offline bag tool (the
+``rosbags`` library's, no ROS needed): decoding only reads fields, and messages are built
+from a ``MessageKit`` naming the classes to build them with.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Callable
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
+from ..outputs import OUTPUT_BY_NAME
+from ..workers import run_all
 
 #: Supported input encodings: (channels, bytes per channel).
 INPUT_ENCODINGS = {
@@ -24,7 +32,10 @@ INPUT_ENCODINGS = {
 #: The largest side accepted, against absurd sizes in corrupted headers.
 MAX_SIDE = 1 << 15
 HOST_BIG_ENDIAN = sys.byteorder == "big"
-POINT_FIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u2"): PointField.UINT16}
+#: sensor_msgs/PointField datatypes of the point cloud's fields.
+POINT_FIELD_TYPES = {np.dtype("<f4"): 7, np.dtype("<u2"): 4}  # FLOAT32, UINT16
+#: Published with depth/image: the camera info that goes with it.
+DEPTH_INFO_TOPIC = "depth/camera_info"
 #: Output encodings of arrays, by (dtype, channels).
 OUTPUT_ENCODINGS = {
     ("uint8", 1): "mono8", ("uint16", 1): "mono16", ("uint8", 3): "rgb8",
@@ -126,37 +137,70 @@ def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
         raise ImageError("camera_info", f"{exc}") from None
 
 
-def image_message(header, array: np.ndarray) -> Image:
+@dataclass(frozen=True)
+class MessageKit:
+    """The message classes to build with, and how their uint8[] fields take bytes."""
+    Image: type
+    PointCloud2: type
+    PointField: type
+    CameraInfo: type
+    data: Callable[[bytes], object]
+
+
+@lru_cache(maxsize=1)
+def rclpy_kit() -> MessageKit:
+    """rclpy's classes: uint8[] fields take bytes directly (never a numpy array: that
+    converts element by element)."""
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+    return MessageKit(Image, PointCloud2, PointField, CameraInfo, bytes)
+
+
+def image_message(header, array: np.ndarray, kit: MessageKit | None = None):
     """A sensor_msgs/Image holding ``array``; the encoding follows from its dtype and shape."""
+    kit = kit or rclpy_kit()
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = OUTPUT_ENCODINGS[(array.dtype.name, channels)]
     array = np.ascontiguousarray(array)
-    msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
-                is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
-    msg.data = array.tobytes()
-    return msg
+    return kit.Image(header=header, height=array.shape[0], width=array.shape[1],
+                     encoding=encoding, is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0],
+                     data=kit.data(array.tobytes()))
 
 
-def pointcloud_message(header, cloud: np.ndarray) -> PointCloud2:
+def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None):
     """A PointCloud2 of a POINT_DTYPE array: organized when it has several rows."""
-    fields = [PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype], count=1)
+    kit = kit or rclpy_kit()
+    fields = [kit.PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype], count=1)
               for name, (dtype, offset) in cloud.dtype.fields.items()]
-    msg = PointCloud2(header=header, height=cloud.shape[0], width=cloud.shape[1], fields=fields,
-                      is_bigendian=False, point_step=cloud.dtype.itemsize,
-                      row_step=cloud.dtype.itemsize * cloud.shape[1],
-                      is_dense=not bool(np.isnan(cloud["z"]).any()))
-    msg.data = np.ascontiguousarray(cloud).tobytes()
-    return msg
+    return kit.PointCloud2(header=header, height=cloud.shape[0], width=cloud.shape[1],
+                           fields=fields, is_bigendian=False, point_step=cloud.dtype.itemsize,
+                           row_step=cloud.dtype.itemsize * cloud.shape[1],
+                           data=kit.data(np.ascontiguousarray(cloud).tobytes()),
+                           is_dense=not bool(np.isnan(cloud["z"]).any()))
 
 
-def output_message(name: str, header, array: np.ndarray) -> Image | PointCloud2:
+def output_message(name: str, header, array: np.ndarray, kit: MessageKit | None = None):
     """The message of one of the node's outputs (see ``outputs.OUTPUTS``)."""
-    return pointcloud_message(header, array) if name == "points" else image_message(header, array)
+    if name == "points":
+        return pointcloud_message(header, array, kit)
+    return image_message(header, array, kit)
 
 
-def camera_info_for(info: CameraInfo, header) -> CameraInfo:
+def camera_info_for(info, header, kit: MessageKit | None = None):
     """``info`` restamped with the image's header, for consumers pairing it with depth."""
-    return CameraInfo(header=header, height=info.height, width=info.width,
-                      distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
-                      p=info.p, binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
+    kit = kit or rclpy_kit()
+    return kit.CameraInfo(header=header, height=info.height, width=info.width,
+                          distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
+                          p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
+                          roi=info.roi)
 
+
+def frame_messages(arrays: dict[str, np.ndarray], header, info,
+                   kit: MessageKit | None = None) -> dict:
+    """The messages of one frame by relative topic: every output array stamped with the
+    input's header, and depth/camera_info beside a depth image. Shared by the live node and
+    the bag tool, so both produce the same messages."""
+    messages = run_all({OUTPUT_BY_NAME[name].topic: partial(output_message, name, header, array, kit)
+                        for name, array in arrays.items()})
+    if "depth" in arrays and info is not None:
+        messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header, kit)
+    return messages

@@ -31,9 +31,8 @@ from ..outputs import (OUTPUT_BY_NAME, OUTPUTS, OutputSettings, class_ids, compu
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
-from ..workers import run_all
-from .conversions import (ImageError, camera_info_for, camera_intrinsics, compressed_to_rgb,
-                          image_to_rgb, output_message)
+from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
+                          frame_messages, image_to_rgb)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
@@ -42,8 +41,6 @@ from .qos import profile, publisher_events, subscription_events
 NODE_NAME = "hydranet"
 WARN_PERIOD_S = 5.0
 STOP_TIMEOUT_S = 1.5
-#: Published with depth/image: the camera info that goes with it.
-DEPTH_INFO_TOPIC = "depth/camera_info"
 MESSAGE_TYPES = {"points": PointCloud2}
 
 
@@ -311,17 +308,6 @@ def camera_names(values: list[str]) -> list[str]:
     if duplicates:
         raise HydraNetError(f"parameter cameras: {', '.join(duplicates)} listed twice")
     return names
-
-
-def frame_messages(arrays: dict[str, np.ndarray], header, info: CameraInfo | None) -> dict:
-    """The messages of one frame by relative topic: every output array stamped with the
-    input's header, and depth/camera_info beside a depth image. Shared by every publisher of
-    outputs, live or offline."""
-    messages = run_all({OUTPUT_BY_NAME[name].topic: partial(output_message, name, header, array)
-                        for name, array in arrays.items()})
-    if "depth" in arrays and info is not None:
-        messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header)
-    return messages
 
 
 def _stamp_ns(header) -> int:

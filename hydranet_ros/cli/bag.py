@@ -1,0 +1,77 @@
+"""``hydranet-bag``: annotate a recorded rosbag2 (MCAP or sqlite3) with the node's outputs:
+every input message is kept, and labels, depth, normals and point clouds are added on the
+live node's topics, stamped and timed like the frames they come from."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import HydraNetError
+from ..outputs import OUTPUT_BY_NAME, OutputSettings
+from ..presets import preset_names
+from ..ros.bag import DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, check_paths
+from .common import EXIT_INTERRUPTED, add_engine_arguments, predictor_from_args, run_main
+
+PROG = "hydranet-bag"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser.add_argument("input", type=Path, metavar="INPUT_BAG", help="bag folder or file")
+    parser.add_argument("output", type=Path, metavar="OUTPUT_BAG", help="bag folder to write")
+    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or "
+                        "CompressedImage topic; outputs go under its namespace")
+    parser.add_argument("--camera-info-topic", help="default: <namespace>/camera_info if recorded")
+    parser.add_argument("--weights", default="kitti",
+                        help=f"checkpoint file or preset ({', '.join(preset_names())})")
+    parser.add_argument("--preset", choices=preset_names())
+    add_engine_arguments(parser)
+    parser.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
+                        help=f"comma-separated, from: {', '.join(OUTPUT_BY_NAME)}")
+    parser.add_argument("--storage", choices=STORAGES, help="default: the input's")
+    parser.add_argument("--every", type=int, default=1, help="annotate every N-th frame")
+    parser.add_argument("--start", type=float, default=0.0,
+                        help="seconds from the bag's start to begin annotating")
+    parser.add_argument("--end", type=float, help="seconds from the bag's start to stop annotating")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="frames per network call (0: 4 on a GPU, 1 on a CPU)")
+    parser.add_argument("--max-depth", type=float, default=0.0,
+                        help="depth beyond this (m) is NaN; 0: the preset's range")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser.parse_args(argv)
+
+
+def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
+    if args.every < 1 or args.batch < 0 or args.start < 0:
+        raise HydraNetError("--every must be >= 1, --batch >= 0 and --start >= 0")
+    if args.end is not None and args.end < args.start:
+        raise HydraNetError(f"--end ({args.end}) is before --start ({args.start})")
+    return BagRequest(args.input, args.output, args.image_topic, args.camera_info_topic,
+                      tuple(o.strip() for o in args.outputs.split(",") if o.strip()),
+                      args.storage, args.every, args.start, args.end, batch,
+                      settings=OutputSettings(max_depth=args.max_depth),
+                      overwrite=args.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_paths(request_from_args(args, 1))  # bad arguments fail before the model loads
+    predictor = predictor_from_args(args)
+    batch = args.batch or (4 if predictor.engine.device.startswith("cuda") else 1)
+    annotator = BagAnnotator(request_from_args(args, batch), predictor,
+                             warn=lambda line: tqdm.write(f"{PROG}: {line}", file=sys.stderr))
+    with tqdm(unit="frame", desc="annotating", file=sys.stderr) as bar:
+        result = annotator.run(on_frame=bar.update)
+    topics = ", ".join(conn.topic for conn, _ in annotator.outputs.values())
+    print(f"{PROG}: {'interrupted: ' if result.interrupted else ''}{result.frames} frame(s) "
+          f"annotated ({result.skipped} skipped), {result.messages} message(s) copied, into "
+          f"{args.output}; added {topics}", file=sys.stderr)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def entry_point() -> None:
+    sys.exit(run_main(main, prog=PROG))

@@ -1,0 +1,305 @@
+"""Offline annotation of rosbag2 recordings (MCAP or sqlite3), with no ROS install.
+
+Every message of the input is copied unchanged; the node's outputs for each selected camera
+frame are added on the topics and types the live node publishes (under the image topic's
+namespace), with the frame's header and recorded at the frame's receive time, so that
+playing the result back looks as if the node had run. Decoding, post-processing and message
+building are the live node's own functions; the messages are the ``rosbags`` library's and
+serialise to the same CDR bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import HydraNetError
+from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings, compute_outputs, parts_needed
+from ..predictor import Predictor, inference_size
+from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
+                          compressed_to_rgb, frame_messages, image_to_rgb)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD = "sensor_msgs/msg/PointCloud2"
+STORAGES = ("mcap", "sqlite3")
+DEFAULT_OUTPUTS = ("labels", "depth", "normals", "points")
+#: rosbag2 metadata version written (read by Jazzy and later).
+BAG_VERSION = 8
+
+
+def _rosbags():
+    try:
+        from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_typestore
+    except ImportError as exc:
+        raise HydraNetError(f"hydranet-bag needs the 'rosbags' package ({exc}); "
+                            "pip install rosbags") from None
+    return Reader, Writer, StoragePlugin, get_typestore(Stores.ROS2_KILTED)
+
+
+def rosbags_kit(typestore) -> MessageKit:
+    """The rosbags classes: uint8[] fields are numpy arrays (views of the bytes, no copy)."""
+    types = typestore.types
+    return MessageKit(types[IMAGE], types[POINTCLOUD], types["sensor_msgs/msg/PointField"],
+                      types[CAMERA_INFO], lambda data: np.frombuffer(data, dtype=np.uint8))
+
+
+def camera_namespace(image_topic: str, msgtype: str) -> str:
+    """/cam/image_raw -> /cam; a compressed topic (/cam/image/compressed) -> /cam."""
+    topic = image_topic.rstrip("/")
+    if msgtype == COMPRESSED and topic.endswith("/compressed"):
+        topic = topic[:-len("/compressed")]
+    return topic.rsplit("/", 1)[0]
+
+
+def storage_of(path: Path) -> str:
+    if path.is_dir():
+        return "mcap" if any(path.glob("*.mcap")) else "sqlite3"
+    return "mcap" if path.suffix == ".mcap" else "sqlite3"
+
+
+@dataclass
+class BagRequest:
+    input: Path
+    output: Path
+    image_topic: str
+    info_topic: str | None = None  # None: <namespace>/camera_info when the bag has it
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    storage: str | None = None  # None: the input's
+    every: int = 1
+    start_s: float = 0.0  # from the bag's first message
+    end_s: float | None = None
+    batch: int = 1
+    inference_size: tuple[int, int] = (0, 0)  # width, height as the node's parameters
+    settings: OutputSettings = field(default_factory=OutputSettings)
+    overwrite: bool = False
+
+
+@dataclass
+class BagResult:
+    frames: int = 0  # annotated
+    skipped: int = 0  # unreadable frames
+    messages: int = 0  # copied from the input
+    interrupted: bool = False
+
+
+@dataclass
+class _Frame:
+    timestamp: int
+    msg: object
+    rgb: np.ndarray
+    info: object | None
+    intrinsics: object | None
+
+
+def check_paths(req: BagRequest, remove: bool = False) -> None:
+    """The input exists; the output does not, or may be replaced (and is, with ``remove``)."""
+    if not req.input.exists():
+        raise HydraNetError(f"input bag {req.input} does not exist")
+    if not req.output.exists():
+        return
+    if not req.overwrite:
+        raise HydraNetError(f"refusing to overwrite {req.output} (use --overwrite)")
+    if req.output.resolve() == req.input.resolve():
+        raise HydraNetError("the output bag cannot replace the input bag")
+    if remove:
+        shutil.rmtree(req.output) if req.output.is_dir() else req.output.unlink()
+
+
+class BagAnnotator:
+    """One run of the bag tool; ``run`` reports progress through ``on_frame``."""
+
+    def __init__(self, request: BagRequest, predictor: Predictor,
+                 warn: Callable[[str], None] = print) -> None:
+        self.request = request
+        self.predictor = predictor
+        self.warn = warn
+        self.Reader, self.Writer, self.StoragePlugin, self.typestore = _rosbags()
+        self.kit = rosbags_kit(self.typestore)
+        self.result = BagResult()
+        self._pending: list[_Frame] = []
+        self._held: list[tuple[int, object, bytes]] = []
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _find_topics(self, reader) -> None:
+        req = self.request
+        by_topic = {c.topic: c for c in reader.connections}
+        image = by_topic.get(req.image_topic)
+        if image is None or image.msgtype not in (IMAGE, COMPRESSED):
+            found = sorted(c.topic for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED))
+            raise HydraNetError(f"{req.input} has no image topic '{req.image_topic}' "
+                                f"(image topics: {', '.join(found) or 'none'})")
+        self.image_conn = image
+        self.namespace = camera_namespace(image.topic, image.msgtype)
+        info_topic = req.info_topic or f"{self.namespace}/camera_info"
+        self.info_conn = by_topic.get(info_topic)
+        if req.info_topic and (self.info_conn is None or self.info_conn.msgtype != CAMERA_INFO):
+            raise HydraNetError(f"{req.input} has no CameraInfo topic '{req.info_topic}'")
+        wanted = set(req.outputs)
+        unknown = wanted - set(OUTPUT_BY_NAME)
+        if unknown:
+            raise HydraNetError(f"unknown output(s) {', '.join(sorted(unknown))} (choose from "
+                                f"{', '.join(OUTPUT_BY_NAME)})")
+        if not self.predictor.has_normals:
+            wanted -= {"normals", "normals_color"}
+        if "points" in wanted and self.info_conn is None:
+            self.warn(f"no camera_info topic ({info_topic}) in the bag: no point cloud")
+            wanted.discard("points")
+        self.wanted = wanted
+
+    def _open_writer(self, reader):
+        req = self.request
+        storage = req.storage or storage_of(req.input)
+        plugin = {"mcap": self.StoragePlugin.MCAP, "sqlite3": self.StoragePlugin.SQLITE3}[storage]
+        writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
+        writer.open()
+        self.copies = {}
+        for conn in reader.connections:
+            if conn.msgdef.data and conn.digest:
+                definition = {"msgdef": conn.msgdef.data, "rihs01": conn.digest}
+            else:
+                definition = {"typestore": self.typestore}
+            self.copies[conn.id] = writer.add_connection(
+                conn.topic, conn.msgtype, serialization_format=conn.ext.serialization_format,
+                offered_qos_profiles=conn.ext.offered_qos_profiles, **definition)
+        topics = {OUTPUT_BY_NAME[name].topic: POINTCLOUD if name == "points" else IMAGE
+                  for name in self.wanted}
+        if "depth" in self.wanted and self.info_conn is not None:
+            topics[DEPTH_INFO_TOPIC] = CAMERA_INFO
+        taken = {c.topic for c in reader.connections}
+        self.outputs = {}
+        order = [spec.topic for spec in OUTPUTS] + [DEPTH_INFO_TOPIC]
+        for relative, msgtype in sorted(topics.items(), key=lambda item: order.index(item[0])):
+            topic = f"{self.namespace}/{relative}"
+            if topic in taken:
+                raise HydraNetError(f"{req.input} already has a topic {topic}; annotate a bag "
+                                    "without the node's outputs")
+            self.outputs[relative] = (writer.add_connection(topic, msgtype,
+                                                            typestore=self.typestore), msgtype)
+        return writer
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self, on_frame: Callable[[int], None] = lambda n: None) -> BagResult:
+        """Annotate the bag. Ctrl-C stops it with a valid output holding what was done."""
+        req = self.request
+        check_paths(req, remove=True)
+        reader = self._open_reader()
+        with closing(reader):
+            self._find_topics(reader)
+            first = reader.start_time + int(req.start_s * 1e9)
+            last = reader.start_time + int(req.end_s * 1e9) if req.end_s is not None else None
+            writer = self._open_writer(reader)
+            self._writer = writer
+            info = None
+            seen = 0
+            position = "the first message"
+            try:
+                for conn, timestamp, raw in reader.messages():
+                    position = f"message {self.result.messages + 1} (topic {conn.topic}, " \
+                               f"time {timestamp / 1e9:.3f} s)"
+                    self._copy(self.copies[conn.id], timestamp, raw)
+                    if self.info_conn is not None and conn.id == self.info_conn.id:
+                        info = self._deserialize(raw, conn.msgtype, conn.topic, timestamp) or info
+                    elif conn.id == self.image_conn.id:
+                        selected = seen % req.every == 0 and timestamp >= first and (
+                            last is None or timestamp <= last)
+                        seen += 1
+                        if selected and self._add_frame(timestamp, raw, info):
+                            if len(self._pending) >= req.batch:
+                                on_frame(self._flush())
+                on_frame(self._flush())
+            except KeyboardInterrupt:
+                self.result.interrupted = True
+                self._pending.clear()
+                self._write_held([])
+            except HydraNetError:
+                raise
+            except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
+                self._pending.clear()
+                self._write_held([])
+                raise HydraNetError(f"{req.input}: cannot read past {position}: "
+                                    f"{type(exc).__name__}: {exc}") from None
+            finally:
+                writer.close()
+        return self.result
+
+    def _open_reader(self):
+        reader = self.Reader(self.request.input)
+        try:
+            reader.open()
+        except Exception as exc:  # noqa: BLE001  rosbags raises several kinds
+            raise HydraNetError(f"{self.request.input} is not a readable rosbag2: "
+                                f"{type(exc).__name__}: {exc}") from None
+        return reader
+
+    def _copy(self, conn, timestamp: int, raw: bytes) -> None:
+        self.result.messages += 1
+        if self._pending:  # keep the output in time order: wait for the pending frames
+            self._held.append((timestamp, conn, raw))
+        else:
+            self._writer.write(conn, timestamp, raw)
+
+    def _deserialize(self, raw: bytes, msgtype: str, topic: str, timestamp: int):
+        try:
+            return self.typestore.deserialize_cdr(raw, msgtype)
+        except Exception as exc:  # noqa: BLE001
+            self.warn(f"skipping an unreadable {msgtype} on {topic} at {timestamp / 1e9:.3f} s: "
+                      f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _add_frame(self, timestamp: int, raw: bytes, info) -> bool:
+        conn = self.image_conn
+        msg = self._deserialize(raw, conn.msgtype, conn.topic, timestamp)
+        try:
+            if msg is None:
+                raise ImageError("data", "not a valid message")
+            rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
+            intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0]) \
+                if info is not None and "points" in self.wanted else None
+        except ImageError as exc:
+            self.result.skipped += 1
+            self.warn(f"skipping the frame on {conn.topic} at {timestamp / 1e9:.3f} s: {exc}")
+            return False
+        self._pending.append(_Frame(timestamp, msg, rgb, info, intrinsics))
+        return True
+
+    def _flush(self) -> int:
+        """Run the pending frames as one batch and write their outputs (and what waited)."""
+        frames, self._pending = self._pending, []
+        if not frames:
+            return 0
+        width, height = self.request.inference_size
+        sizes = [inference_size(f.rgb.shape[:2], width, height) for f in frames]
+        predictions = self.predictor.predict_many([f.rgb for f in frames], sizes,
+                                                  parts_needed(self.wanted))
+        written: list[tuple[int, object, bytes]] = []
+        for frame, prediction in zip(frames, predictions):
+            arrays = compute_outputs(frame.rgb, prediction, self.predictor.preset,
+                                     self.request.settings, self.wanted, frame.intrinsics)
+            messages = frame_messages(arrays, frame.msg.header, frame.info, self.kit)
+            for relative, msg in messages.items():
+                conn, msgtype = self.outputs[relative]
+                written.append((frame.timestamp, conn,
+                                bytes(self.typestore.serialize_cdr(msg, msgtype))))
+        self._write_held(written)
+        self.result.frames += len(frames)
+        return len(frames)
+
+    def _write_held(self, outputs: list[tuple[int, object, bytes]]) -> None:
+        """The copies that waited and the new outputs, merged in time order (a frame's
+        outputs after the messages recorded at the same time)."""
+        items = sorted([(t, 0, i, c, d) for i, (t, c, d) in enumerate(self._held)]
+                       + [(t, 1, i, c, d) for i, (t, c, d) in enumerate(outputs)],
+                       key=lambda item: item[:3])
+        self._held = []
+        for timestamp, _, _, conn, data in items:
+            self._writer.write(conn, timestamp, data)

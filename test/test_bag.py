@@ -1,0 +1,239 @@
+"""hydranet-bag: annotate small MCAP and sqlite3 bags, read the results back, compare them
+with what the live node publishes for the same frames, and interrupt a run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rosbags = pytest.importorskip("rosbags", reason="hydranet-bag needs rosbags (pip install -e .[bag])")
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
+from rosbags.typesys import Stores, get_typestore  # noqa: E402
+
+from conftest import make_model  # noqa: E402
+from hydranet_ros.checkpoint import save_checkpoint  # noqa: E402
+from hydranet_ros.cli import bag as bag_cli  # noqa: E402
+from hydranet_ros.errors import HydraNetError  # noqa: E402
+from hydranet_ros.evaluation import held_out_frame  # noqa: E402
+from hydranet_ros.outputs import metric_depth  # noqa: E402
+from hydranet_ros.predictor import Predictor  # noqa: E402
+from hydranet_ros.synthetic.render import SyntheticWorld, intrinsics_for  # noqa: E402
+
+TS = get_typestore(Stores.ROS2_KILTED)
+Image = TS.types["sensor_msgs/msg/Image"]
+CameraInfo = TS.types["sensor_msgs/msg/CameraInfo"]
+Header = TS.types["std_msgs/msg/Header"]
+Time = TS.types["builtin_interfaces/msg/Time"]
+String = TS.types["std_msgs/msg/String"]
+RegionOfInterest = TS.types["sensor_msgs/msg/RegionOfInterest"]
+WIDTH, HEIGHT = 128, 96
+ENGINE = ["--device", "cpu", "--backend", "torch", "--precision", "fp32"]
+BAG_EXE = str(Path(sys.executable).with_name("hydranet-bag"))
+ADDED = ["/cam/segmentation/labels", "/cam/depth/image", "/cam/normals/image", "/cam/points",
+         "/cam/depth/camera_info"]
+
+
+def header(k: int):
+    return Header(stamp=Time(sec=100 + k, nanosec=5000 + k), frame_id="camera_optical_frame")
+
+
+def camera_info_msg(k: int, width: int = WIDTH, height: int = HEIGHT):
+    f = 0.8 * width
+    return CameraInfo(header=header(k), height=height, width=width, distortion_model="plumb_bob",
+                      d=np.zeros(5), k=np.array([f, 0, width / 2, 0, f, height / 2, 0, 0, 1.0]),
+                      r=np.eye(3).ravel(), p=np.array([f, 0, width / 2, 0, 0, f, height / 2, 0,
+                                                       0, 0, 1.0, 0]),
+                      binning_x=0, binning_y=0,
+                      roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
+                                           do_rectify=False))
+
+
+def frames(count: int, width: int = WIDTH, height: int = HEIGHT) -> list[np.ndarray]:
+    world = SyntheticWorld(width, height)
+    return [held_out_frame(world, k).rgb for k in range(count)]
+
+
+def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int | None = None):
+    """/cam/image_raw (bgr8), /cam/camera_info and /chatter, 0.1 s apart; frame ``broken``
+    gets a data size that does not match its step."""
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    height, width = pictures[0].shape[:2]
+    with Writer(path, version=8, storage_plugin=plugin) as writer:
+        image = writer.add_connection("/cam/image_raw", Image.__msgtype__, typestore=TS)
+        info = writer.add_connection("/cam/camera_info", CameraInfo.__msgtype__, typestore=TS)
+        chatter = writer.add_connection("/chatter", String.__msgtype__, typestore=TS)
+        for k, rgb in enumerate(pictures):
+            t = 1_000_000_000 + k * 100_000_000
+            data = np.ascontiguousarray(rgb[:, :, ::-1]).reshape(-1)
+            if k == broken:
+                data = data[:-10]
+            writer.write(info, t, TS.serialize_cdr(camera_info_msg(k, width, height),
+                                                   CameraInfo.__msgtype__))
+            writer.write(image, t + 1000, TS.serialize_cdr(Image(
+                header=header(k), height=height, width=width, encoding="bgr8", is_bigendian=0,
+                step=width * 3, data=data), Image.__msgtype__))
+            writer.write(chatter, t + 2000, TS.serialize_cdr(String(data=f"hello {k}"),
+                                                             String.__msgtype__))
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, str]]]:
+    found: dict[str, list] = {}
+    with Reader(path) as reader:
+        for conn, t, raw in reader.messages():
+            found.setdefault(conn.topic, []).append((t, bytes(raw), conn.msgtype))
+    return found
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bagw") / "w.ckpt"
+    save_checkpoint(make_model(6, 3, seed=21), path)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_is_annotated(tmp_path, checkpoint, storage):
+    pictures = frames(4)
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, storage, pictures, broken=2)
+    code = bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE])
+    assert code == 0
+    found = read_bag(result)
+    original = read_bag(source)
+    for topic, messages in original.items():  # every input message, unchanged
+        assert found[topic] == messages
+    assert sorted(found) == sorted(list(original) + ADDED)
+    predictor = Predictor.from_weights(str(checkpoint), device="cpu", backend="torch",
+                                       precision="fp32", log=lambda _: None)
+    image_times = [t for t, _, _ in original["/cam/image_raw"]]
+    kept = [0, 1, 3]  # frame 2 is broken: skipped, the rest go on
+    for topic in ADDED:
+        assert [t for t, _, _ in found[topic]] == [image_times[k] for k in kept], topic
+    for n, k in enumerate(kept):
+        labels = TS.deserialize_cdr(found["/cam/segmentation/labels"][n][1], Image.__msgtype__)
+        depth = TS.deserialize_cdr(found["/cam/depth/image"][n][1], Image.__msgtype__)
+        normals = TS.deserialize_cdr(found["/cam/normals/image"][n][1], Image.__msgtype__)
+        for msg, encoding in ((labels, "mono8"), (depth, "32FC1"), (normals, "32FC3")):
+            assert msg.header.stamp.sec == 100 + k and msg.header.stamp.nanosec == 5000 + k
+            assert msg.header.frame_id == "camera_optical_frame" and msg.encoding == encoding
+            assert (msg.width, msg.height) == (WIDTH, HEIGHT)
+        expected = predictor.predict(pictures[k])
+        assert np.array_equal(labels.data.reshape(HEIGHT, WIDTH), expected.labels)
+        assert np.array_equal(depth.data.view(np.float32).reshape(HEIGHT, WIDTH),
+                              metric_depth(expected.depth, 80.0), equal_nan=True)
+        cloud = TS.deserialize_cdr(found["/cam/points"][n][1], "sensor_msgs/msg/PointCloud2")
+        assert (cloud.height, cloud.width, cloud.point_step) == (HEIGHT, WIDTH, 20)
+    with pytest.raises(HydraNetError, match="refusing to overwrite"):
+        bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                      "--weights", str(checkpoint), *ENGINE])
+
+
+def test_refusals_are_one_line(tmp_path, checkpoint, capsys):
+    source = tmp_path / "in"
+    write_bag(source, "mcap", frames(1))
+    (tmp_path / "exists").mkdir()
+    run = [str(source), str(tmp_path / "exists"), "--weights", str(checkpoint), *ENGINE]
+    assert bag_cli.run_main(bag_cli.main, run + ["--image-topic", "/cam/image_raw"],
+                            prog="hydranet-bag") == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    run[1] = str(tmp_path / "new")
+    assert bag_cli.run_main(bag_cli.main, run + ["--image-topic", "/nope"], prog="x") == 1
+    assert "has no image topic '/nope' (image topics: /cam/image_raw)" in capsys.readouterr().err
+    broken = tmp_path / "broken.mcap"
+    data = next(source.glob("*.mcap")).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    run[0], run[1] = str(broken), str(tmp_path / "new2")
+    assert bag_cli.run_main(bag_cli.main, run + ["--image-topic", "/cam/image_raw"],
+                            prog="x") == 1
+    assert "x: error:" in capsys.readouterr().err
+
+
+def test_every_start_and_end_select_frames(tmp_path, checkpoint):
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "sqlite3", frames(8))
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE, "--every", "2", "--start",
+                         "0.15", "--end", "0.65", "--outputs", "labels"]) == 0
+    found = read_bag(result)
+    assert sorted(found) == ["/cam/camera_info", "/cam/image_raw", "/cam/segmentation/labels",
+                             "/chatter"]
+    stamps = [TS.deserialize_cdr(raw, Image.__msgtype__).header.stamp.sec - 100
+              for _, raw, _ in found["/cam/segmentation/labels"]]
+    assert stamps == [2, 4, 6]  # even frames between 0.15 s and 0.65 s
+
+
+def test_interrupted_run_leaves_a_readable_bag(tmp_path, checkpoint):
+    source, result = tmp_path / "in", tmp_path / "out"
+    count = 40
+    write_bag(source, "mcap", frames(count, 320, 240))
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([BAG_EXE, str(source), str(result), "--image-topic",
+                                 "/cam/image_raw", "--weights", str(checkpoint), "--device",
+                                 "cpu", "--backend", "reference"], stderr=err,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = [int(n) for n in re.findall(r"annotating: +(\d+)frame", log.read_text())]
+            if done and max(done) >= 2:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 130, log.read_text()
+    assert "interrupted:" in log.read_text()
+    found = read_bag(result)
+    annotated = len(found["/cam/segmentation/labels"])
+    assert 2 <= annotated < count
+    assert len(found["/cam/image_raw"]) >= annotated
+    last_output = found["/cam/segmentation/labels"][-1][0]
+    assert all(t <= last_output + 1 for t, _, _ in found["/cam/image_raw"][:annotated])
+
+
+def test_bag_outputs_are_the_live_nodes_messages(ros, tmp_path, checkpoint):
+    """The same frames through a running hydranet_node: every recorded output, read with
+    rclpy's own deserialisation, equals the live message field for field (CDR padding
+    bytes are unspecified, so bytes are not compared)."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo as RosCameraInfo
+    from sensor_msgs.msg import Image as RosImage
+
+    from ros_harness import NodeProcess, Probe
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(2))
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 0
+    recorded = read_bag(result)
+    proc = NodeProcess(tmp_path / "node.log", {"weights": str(checkpoint), "device": "cpu",
+                                               "backend": "torch", "precision": "fp32"},
+                       namespace="/cam")
+    probe = Probe("bag_probe", namespace="/cam")
+    relative = [topic[len("/cam/"):] for topic in ADDED]
+    try:
+        assert probe.wait_connected(probe.image_pub), proc.log()
+        for k in range(2):
+            image = deserialize_message(recorded["/cam/image_raw"][k][1], RosImage)
+            info = deserialize_message(recorded["/cam/camera_info"][k][1], RosCameraInfo)
+            live: dict = {}
+            for _ in range(10):  # resend while discovery settles
+                probe.info_pub.publish(info)
+                time.sleep(0.05)
+                probe.image_pub.publish(image)
+                live = probe.wait_outputs(image.header.stamp, relative, timeout=3)
+                if len(live) == len(relative):
+                    break
+            assert len(live) == len(relative), proc.log()
+            for topic, name in zip(ADDED, relative):
+                assert deserialize_message(recorded[topic][k][1], type(live[name])) == live[name]
+    finally:
+        probe.destroy()
+        proc.stop()
