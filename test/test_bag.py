@@ -25,7 +25,7 @@ from hydranet_ros.errors import HydraNetError  # noqa: E402
 from hydranet_ros.evaluation import held_out_frame  # noqa: E402
 from hydranet_ros.outputs import metric_depth  # noqa: E402
 from hydranet_ros.predictor import Predictor  # noqa: E402
-from hydranet_ros.synthetic.render import SyntheticWorld, intrinsics_for  # noqa: E402
+from hydranet_ros.synthetic.render import SyntheticWorld  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_KILTED)
 Image = TS.types["sensor_msgs/msg/Image"]
