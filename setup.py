@@ -15,6 +15,7 @@ CONSOLE_SCRIPTS = [
     "hydranet-export = hydranet_ros.cli.export:entry_point",
     "hydranet-bench = hydranet_ros.cli.bench:entry_point",
     "hydranet-bag = hydranet_ros.cli.bag:entry_point",
+    "hydranet-soak = hydranet_ros.cli.soak:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
     "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
     "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
@@ -42,7 +43,7 @@ setup(
         "engines": ["openvino", "onnxruntime", "onnx", "matplotlib"],
         # hydranet-bag: rosbag2 reading and writing without ROS
         "bag": ["rosbags"],
-        "test": ["pytest", "pyyaml", "colcon-core", "colcon-ros", "colcon-python-setup-py",
+        "test": ["pytest", "pyyaml", "hypothesis", "colcon-core", "colcon-ros", "colcon-python-setup-py",
                  "ros-ament-package"],
     },
     zip_safe=True,

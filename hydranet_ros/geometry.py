@@ -39,7 +39,10 @@ class Intrinsics:
         if values.size != 9:
             raise HydraNetError(f"camera matrix K has {values.size} entries, expected 9")
         fx, cx, fy, cy = values[0], values[2], values[4], values[5]
-        if not np.all(np.isfinite([fx, fy, cx, cy])) or fx <= 0 or fy <= 0:
+        # checked as the float32 the projection computes in: 1e-300 would become 0
+        with np.errstate(over="ignore", under="ignore"):
+            as_float32 = np.array([fx, fy, cx, cy], dtype=np.float32)
+        if not np.all(np.isfinite(as_float32)) or as_float32[0] <= 0 or as_float32[1] <= 0:
             raise HydraNetError(f"camera matrix K has unusable focal lengths fx={fx} fy={fy} "
                                 f"or centre cx={cx} cy={cy}")
         if width <= 0 or height <= 0:

@@ -26,7 +26,8 @@ OUTPUT_TYPES["depth/camera_info"] = CameraInfo
 class NodeProcess:
     """hydranet_node as a child process, its output collected in a log file."""
 
-    def __init__(self, log_path: Path, params: dict, namespace: str = "") -> None:
+    def __init__(self, log_path: Path, params: dict, namespace: str = "",
+                 env: dict | None = None) -> None:
         args = [NODE_EXE, "--ros-args", "--params-file", str(REPO / "config" / "hydranet.yaml")]
         for name, value in params.items():
             args += ["-p", f"{name}:={_param_text(value)}"]
@@ -35,7 +36,7 @@ class NodeProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def log(self) -> str:
         return self.log_path.read_text()

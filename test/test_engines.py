@@ -190,6 +190,20 @@ def test_exports_are_cached_per_weights_and_shape():
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_tampered_cache_is_rebuilt_not_trusted(fmt):
+    pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
+    model = make_model(6, 2, seed=13)
+    path = cached_export(model, fmt, (64, 64), 1)
+    tampered = path.with_suffix(".bin") if fmt == "openvino" else path
+    original = tampered.read_bytes()
+    tampered.write_bytes(original[:-64] + bytes(64))
+    lines: list[str] = []
+    assert cached_export(model, fmt, (64, 64), 1, log=lines.append) == path
+    assert tampered.read_bytes() == original
+    assert "did not match its recorded hash" in lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_export_command(tmp_path, fmt, capsys):
     pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
     weights = tmp_path / "w.ckpt"

@@ -13,8 +13,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,11 +21,11 @@ from tqdm import tqdm
 
 from ..errors import HydraNetError
 from ..metrics import format_summary
+from ..ros.processes import start, stop
 from .common import run_main
 
 PROG = "hydranet-demo"
 NAMESPACE = "/hydranet_demo"
-STOP_TIMEOUT_S = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,28 +54,6 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         shutil.rmtree(out)
     (out / "montages").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-
-
-def start(name: str, module: str, params: dict, logs: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={NAMESPACE}"]
-    for key, value in params.items():
-        args += ["-p", f"{key}:={value}"]
-    log = open(logs / f"{name}.log", "w")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def stop(processes: dict[str, subprocess.Popen]) -> None:
-    for proc in processes.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for proc in processes.values():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_for_scores(processes: dict, summary_file: Path, frames: int, timeout: float) -> float:
@@ -176,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         # retransmitting after the next one is published
         "hydranet_node": start("hydranet_node", "hydranet_ros.ros.node",
                                {"weights": args.weights, "device": args.device,
-                                "output_depth": 5}, out / "logs"),
+                                "output_depth": 5}, out / "logs", NAMESPACE),
         "evaluator": start("evaluator", "hydranet_ros.ros.evaluator",
                            {"frames": args.frames, "output_json": summary_file,
                             "montage_dir": out / "montages", "montage_every": args.montage_every},
-                           out / "logs"),
+                           out / "logs", NAMESPACE),
         "synthetic_camera": start("synthetic_camera", "hydranet_ros.ros.synthetic_camera",
                                   {"held_out": "true", "rate": args.rate, "width": width,
-                                   "height": height}, out / "logs"),
+                                   "height": height}, out / "logs", NAMESPACE),
     }
     try:
         scored_per_s = wait_for_scores(processes, summary_file, args.frames, args.timeout)

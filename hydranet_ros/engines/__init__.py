@@ -85,6 +85,9 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
         except EngineError as exc:
             warn(f"backend {name} not used: {exc}")
             continue
+        except Exception as exc:  # noqa: BLE001  a broken install must not stop the node
+            warn(f"backend {name} not used: it failed to start: {type(exc).__name__}: {exc}")
+            continue
         log(f"inference backend: {engine.describe()} ({reason})")
         return engine
     engine = build_engine(model, preset, "torch", torch_device, "fp32")

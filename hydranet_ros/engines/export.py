@@ -3,12 +3,14 @@
 Exported models take the normalised image as ``image`` (N, 3, H, W) float32 and return
 ``segmentation``, ``depth`` (and ``normals``) at 1/4 resolution, exactly the PyTorch model's
 raw outputs; shapes are static, which lets the runtimes plan memory and pick kernels once.
-The cache is keyed by a digest of the weights, the input size, the batch size and precision.
+The cache is keyed by a digest of the weights, the input size, the batch size and precision,
+and each entry is checked against the SHA-256 recorded when it was written before it is used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +26,7 @@ from .base import EngineError, Log
 FORMATS = ("onnx", "openvino")
 OPSET = 17
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+MANIFEST = "sha256.json"
 
 
 def output_names(num_tasks: int) -> list[str]:
@@ -90,6 +93,29 @@ def export(model: HydraNet, fmt: str, path: Path, size: tuple[int, int], batch: 
         os.replace(ir_path, path)
 
 
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _model_files(path: Path) -> list[Path]:
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def _cache_is_intact(path: Path) -> bool:
+    """Whether the cached files are exactly those written: a manifest beside them holds
+    their SHA-256, so a truncated, stale or tampered export is rebuilt, never used."""
+    manifest = path.parent / MANIFEST
+    try:
+        expected = json.loads(manifest.read_text())
+        return all(expected.get(f.name) == file_digest(f) for f in _model_files(path))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
                   precision: str = "fp32", log: Log | None = None) -> Path:
     """The exported model for this shape, from the cache or exported into it now.
@@ -99,16 +125,21 @@ def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
     """
     key = f"{model_digest(model)}_{size[0]}x{size[1]}_b{batch}_{precision}"
     path = engine_cache_dir() / key / f"model{SUFFIX[fmt]}"
-    if not path.exists():
-        if log is not None:
-            log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input "
-                f"(once; cached in {path.parent})")
-        try:
-            export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
-        except EngineError:
-            raise
-        except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
-            shutil.rmtree(path.parent, ignore_errors=True)
-            raise EngineError(f"exporting the model to {fmt} at {size[1]}x{size[0]} failed: "
-                              f"{type(exc).__name__}: {exc}") from None
+    if _cache_is_intact(path):
+        return path
+    if log is not None:
+        stale = " (the cached copy did not match its recorded hash)" if path.exists() else ""
+        log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input{stale} "
+            f"(once; cached in {path.parent})")
+    shutil.rmtree(path.parent, ignore_errors=True)
+    try:
+        export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise EngineError(f"exporting the model to {fmt} at {size[1]}x{size[0]} failed: "
+                          f"{type(exc).__name__}: {exc}") from None
+    manifest = {f.name: file_digest(f) for f in _model_files(path)}
+    (path.parent / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return path

@@ -12,7 +12,7 @@ import numpy as np
 from ..model import HydraNet
 from ..presets import Preset
 from .base import Engine, EngineError, Log, check_batch, normalize_nchw
-from .export import cached_export, engine_cache_dir
+from .export import cached_export
 
 RUNTIME_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -56,9 +56,10 @@ class OpenVINOEngine(Engine):
         if shape not in self._requests:
             path = cached_export(self._model, "openvino", shape[1:3], shape[0], self.precision,
                                  self._log)
+            # no CACHE_DIR: compiling takes a fraction of a second, and OpenVINO's compiled
+            # blobs would be a cache this package cannot verify
             config = {"PERFORMANCE_HINT": "LATENCY",
-                      "INFERENCE_PRECISION_HINT": RUNTIME_PRECISION[self.precision],
-                      "CACHE_DIR": str(engine_cache_dir() / "openvino_blobs")}
+                      "INFERENCE_PRECISION_HINT": RUNTIME_PRECISION[self.precision]}
             try:
                 compiled = self._core.compile_model(str(path), "CPU", config)
             except Exception as exc:  # noqa: BLE001

@@ -80,7 +80,7 @@ def image_to_rgb(msg) -> np.ndarray:
     encoding = msg.encoding
     if encoding not in INPUT_ENCODINGS:
         hint = " (use rgb8 or bgr8 for colour)" if encoding.startswith("8UC") else ""
-        raise ImageError("encoding", f"'{encoding}' is not supported{hint}; supported: "
+        raise ImageError("encoding", f"{encoding!r} is not supported{hint}; supported: "
                          f"{', '.join(INPUT_ENCODINGS)}")
     channels, depth = INPUT_ENCODINGS[encoding]
     _check_layout(msg, channels, depth)
@@ -103,7 +103,7 @@ def image_to_array(msg) -> np.ndarray:
     """(H, W) or (H, W, C) array of an Image in one of the node's output encodings
     (mono8, mono16, rgb8, 32FC1, 32FC3), e.g. to evaluate or record what it published."""
     if msg.encoding not in ARRAY_ENCODINGS:
-        raise ImageError("encoding", f"'{msg.encoding}' is not one of "
+        raise ImageError("encoding", f"{msg.encoding!r} is not one of "
                          f"{', '.join(ARRAY_ENCODINGS)}")
     dtype, channels = ARRAY_ENCODINGS[msg.encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
@@ -117,12 +117,12 @@ def image_to_array(msg) -> np.ndarray:
 def compressed_to_rgb(msg) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (JPEG or PNG)."""
     if "compressedDepth" in msg.format:
-        raise ImageError("format", f"'{msg.format}' is a depth transport, not a colour image")
+        raise ImageError("format", f"{msg.format!r} is a depth transport, not a colour image")
     data = np.frombuffer(msg.data, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ImageError("data", f"{data.size} bytes are not a decodable JPEG/PNG image "
-                         f"(format '{msg.format}')")
+                         f"(format {msg.format!r})")
     return image[:, :, ::-1]
 
 
