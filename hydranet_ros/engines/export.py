@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -131,15 +130,17 @@ def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
         stale = " (the cached copy did not match its recorded hash)" if path.exists() else ""
         log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input{stale} "
             f"(once; cached in {path.parent})")
-    shutil.rmtree(path.parent, ignore_errors=True)
     try:
         export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
     except EngineError:
         raise
     except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
-        shutil.rmtree(path.parent, ignore_errors=True)
         raise EngineError(f"exporting the model to {fmt} at {size[1]}x{size[0]} failed: "
                           f"{type(exc).__name__}: {exc}") from None
+    # Files are replaced atomically, so processes exporting the same entry at once (two
+    # nodes starting together) each leave a complete, consistent entry.
     manifest = {f.name: file_digest(f) for f in _model_files(path)}
-    (path.parent / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    staged = path.parent / f".{MANIFEST}.{os.getpid()}"
+    staged.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(staged, path.parent / MANIFEST)
     return path
