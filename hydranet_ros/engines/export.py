@@ -127,7 +127,7 @@ def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
     if _cache_is_intact(path):
         return path
     if log is not None:
-        stale = " (the cached copy did not match its recorded hash)" if path.exists() else ""
+        stale = " (the cached copy failed verification)" if path.exists() else ""
         log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input{stale} "
             f"(once; cached in {path.parent})")
     try:
