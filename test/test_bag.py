@@ -237,3 +237,22 @@ def test_bag_outputs_are_the_live_nodes_messages(ros, tmp_path, checkpoint):
     finally:
         probe.destroy()
         proc.stop()
+
+
+def test_an_engine_error_skips_those_frames_only(tmp_path, checkpoint, monkeypatch):
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(3))
+    calls = []
+    original = Predictor.predict_many
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected engine fault")
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Predictor, "predict_many", flaky)
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE, "--outputs", "labels"]) == 0
+    stamps = [TS.deserialize_cdr(raw, Image.__msgtype__).header.stamp.sec - 100
+              for _, raw, _ in read_bag(result)["/cam/segmentation/labels"]]
+    assert stamps == [0, 2]

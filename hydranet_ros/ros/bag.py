@@ -277,6 +277,19 @@ class BagAnnotator:
         frames, self._pending = self._pending, []
         if not frames:
             return 0
+        written: list[tuple[int, object, bytes]] = []
+        try:
+            written = self._outputs_of(frames)
+            self.result.frames += len(frames)
+        except Exception as exc:  # noqa: BLE001  as the node: skip the frames, go on
+            self.result.skipped += len(frames)
+            self.warn(f"annotating {len(frames)} frame(s) from {frames[0].timestamp / 1e9:.3f} s "
+                      f"failed, skipped: {type(exc).__name__}: {exc}")
+        self._write_held(written)
+        return len(frames)
+
+    def _outputs_of(self, frames: list[_Frame]) -> list[tuple[int, object, bytes]]:
+        """The serialised output messages of a batch of frames, with their timestamps."""
         width, height = self.request.inference_size
         sizes = [inference_size(f.rgb.shape[:2], width, height) for f in frames]
         predictions = self.predictor.predict_many([f.rgb for f in frames], sizes,
@@ -290,9 +303,7 @@ class BagAnnotator:
                 conn, msgtype = self.outputs[relative]
                 written.append((frame.timestamp, conn,
                                 bytes(self.typestore.serialize_cdr(msg, msgtype))))
-        self._write_held(written)
-        self.result.frames += len(frames)
-        return len(frames)
+        return written
 
     def _write_held(self, outputs: list[tuple[int, object, bytes]]) -> None:
         """The copies that waited and the new outputs, merged in time order (a frame's

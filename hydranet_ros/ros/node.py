@@ -205,16 +205,15 @@ class HydraNetNode(Node):
     def _work(self) -> None:
         gather_s = self.param("batch_wait") if len(self.cameras) > 1 else 0.0
         while frames := self._slots.take_all(gather_s=gather_s):
-            jobs = [job for name, frame in frames.items()
-                    if (job := self._decode(self.cameras[name], frame)) is not None]
             try:
-                self._process(jobs)
+                self._process([job for name, frame in frames.items()
+                               if (job := self._decode(self.cameras[name], frame)) is not None])
             except Exception as exc:  # an engine failure must not end the node
-                for job in jobs:
+                for _ in frames:
                     self.stats.rejected("processing error")
-                self.get_logger().error(
-                    f"processing {len(jobs)} frame(s) ({_stamp_text(jobs[0].frame.msg)}) "
-                    f"failed, skipped: {type(exc).__name__}: {exc}")
+                stamps = ", ".join(_stamp_text(frame.msg) for frame in frames.values())
+                self.get_logger().error(f"processing {len(frames)} frame(s) ({stamps}) "
+                                        f"failed, skipped: {type(exc).__name__}: {exc}")
 
     def _decode(self, camera: Camera, frame: Frame) -> Job | None:
         """The frame as an RGB array with its intrinsics; None if nobody wants it or it is bad."""
