@@ -44,11 +44,15 @@ def _rosbags():
     return Reader, Writer, StoragePlugin, get_typestore(Stores.ROS2_KILTED)
 
 
+def _rosbags_with_data(cls: type, fields: dict, data: bytes):
+    """rosbags messages take uint8[] as a numpy array (here a view of the bytes, no copy)."""
+    return cls(**fields, data=np.frombuffer(data, dtype=np.uint8))
+
+
 def rosbags_kit(typestore) -> MessageKit:
-    """The rosbags classes: uint8[] fields are numpy arrays (views of the bytes, no copy)."""
     types = typestore.types
     return MessageKit(types[IMAGE], types[POINTCLOUD], types["sensor_msgs/msg/PointField"],
-                      types[CAMERA_INFO], lambda data: np.frombuffer(data, dtype=np.uint8))
+                      types[CAMERA_INFO], _rosbags_with_data)
 
 
 def camera_namespace(image_topic: str, msgtype: str) -> str:

@@ -139,20 +139,26 @@ def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
 
 @dataclass(frozen=True)
 class MessageKit:
-    """The message classes to build with, and how their uint8[] fields take bytes."""
+    """The message classes to build with, and how a message gets its uint8[] ``data``."""
     Image: type
     PointCloud2: type
     PointField: type
     CameraInfo: type
-    data: Callable[[bytes], object]
+    with_data: Callable[[type, dict, bytes], object]  # (class, other fields, data) -> message
+
+
+def _rclpy_with_data(cls: type, fields: dict, data: bytes):
+    """Assigned after construction: rclpy copies bytes into its array once this way (through
+    the constructor it would copy twice; a numpy array would go element by element)."""
+    msg = cls(**fields)
+    msg.data = data
+    return msg
 
 
 @lru_cache(maxsize=1)
 def rclpy_kit() -> MessageKit:
-    """rclpy's classes: uint8[] fields take bytes directly (never a numpy array: that
-    converts element by element)."""
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
-    return MessageKit(Image, PointCloud2, PointField, CameraInfo, bytes)
+    return MessageKit(Image, PointCloud2, PointField, CameraInfo, _rclpy_with_data)
 
 
 def image_message(header, array: np.ndarray, kit: MessageKit | None = None):
@@ -161,9 +167,9 @@ def image_message(header, array: np.ndarray, kit: MessageKit | None = None):
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = OUTPUT_ENCODINGS[(array.dtype.name, channels)]
     array = np.ascontiguousarray(array)
-    return kit.Image(header=header, height=array.shape[0], width=array.shape[1],
-                     encoding=encoding, is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0],
-                     data=kit.data(array.tobytes()))
+    fields = dict(header=header, height=array.shape[0], width=array.shape[1],
+                  encoding=encoding, is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
+    return kit.with_data(kit.Image, fields, array.tobytes())
 
 
 def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None):
@@ -171,11 +177,11 @@ def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None)
     kit = kit or rclpy_kit()
     fields = [kit.PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype], count=1)
               for name, (dtype, offset) in cloud.dtype.fields.items()]
-    return kit.PointCloud2(header=header, height=cloud.shape[0], width=cloud.shape[1],
-                           fields=fields, is_bigendian=False, point_step=cloud.dtype.itemsize,
-                           row_step=cloud.dtype.itemsize * cloud.shape[1],
-                           data=kit.data(np.ascontiguousarray(cloud).tobytes()),
-                           is_dense=not bool(np.isnan(cloud["z"]).any()))
+    return kit.with_data(kit.PointCloud2, dict(
+        header=header, height=cloud.shape[0], width=cloud.shape[1], fields=fields,
+        is_bigendian=False, point_step=cloud.dtype.itemsize,
+        row_step=cloud.dtype.itemsize * cloud.shape[1],
+        is_dense=not bool(np.isnan(cloud["z"]).any())), np.ascontiguousarray(cloud).tobytes())
 
 
 def output_message(name: str, header, array: np.ndarray, kit: MessageKit | None = None):
