@@ -13,14 +13,14 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hydranet_ros.outputs import OUTPUTS
+from hydranet_ros.ros.conversions import output_topic_types
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_EXE = str(Path(sys.executable).with_name("hydranet_node"))
-OUTPUT_TYPES = {spec.topic: PointCloud2 if spec.name == "points" else Image for spec in OUTPUTS}
-OUTPUT_TYPES["depth/camera_info"] = CameraInfo
+OUTPUT_TYPES = output_topic_types(spec.name for spec in OUTPUTS)
 
 
 class NodeProcess:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -94,24 +95,41 @@ LAUNCHER = textwrap.dedent("""
 """)
 
 
+def launch(colcon_install: Path, tmp_path: Path, name: str, args: list[str]) -> subprocess.Popen:
+    """``ros2 launch hydranet_ros NAME ARGS`` from the colcon install, in its own process
+    group, its output in tmp_path/launch.log."""
+    launch_file = colcon_install / "share" / "hydranet_ros" / "launch" / name
+    site = next((colcon_install / "lib").glob("python3*/site-packages"))
+    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"),
+           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [
+               str(colcon_install), os.environ.get("AMENT_PREFIX_PATH", "")])),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
+    with open(tmp_path / "launch.log", "w") as log:
+        return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(launch_file), *args],
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_launch(proc: subprocess.Popen, timeout: float) -> int:
+    """Ctrl-C to the whole launch, as a terminal would; killed if it does not exit in time."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     pytest.importorskip("launch_ros", reason="the ROS 2 launch packages (launch, launch_ros) are "
                         "not installed; they come with a ROS 2 install, not from PyPI")
     import numpy as np
     from ros_harness import Probe, camera_info, image_msg
 
-    launch_file = colcon_install / "share" / "hydranet_ros" / "launch" / "hydranet.launch.py"
-    site = next((colcon_install / "lib").glob("python3*/site-packages"))
-    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"),
-           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [
-               str(colcon_install), os.environ.get("AMENT_PREFIX_PATH", "")])),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
-    args = [f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
-            "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=false",
-            "use_rviz:=false"]
-    log = open(tmp_path / "launch.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(launch_file), *args], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = launch(colcon_install, tmp_path, "hydranet.launch.py", [
+        f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
+        "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=false",
+        "use_rviz:=false"])
     probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
                   info_topic="/cam/camera_info")
     try:
@@ -125,13 +143,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
         assert probe.node.count_publishers("/launched/points") == 0  # publish_pointcloud:=false
     finally:
         probe.destroy()
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        code = stop_launch(proc, 15)
     assert code == 0
     assert "Traceback" not in (tmp_path / "launch.log").read_text()
 
@@ -145,16 +157,8 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
     from rclpy.node import Node
     from std_msgs.msg import String
 
-    launch_file = colcon_install / "share" / "hydranet_ros" / "launch" / "demo.launch.py"
-    site = next((colcon_install / "lib").glob("python3*/site-packages"))
-    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"),
-           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [
-               str(colcon_install), os.environ.get("AMENT_PREFIX_PATH", "")])),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
-    log = open(tmp_path / "launch.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(launch_file), "use_rviz:=false",
-                             "namespace:=launched_demo", "rate:=2.0"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = launch(colcon_install, tmp_path, "demo.launch.py",
+                  ["use_rviz:=false", "namespace:=launched_demo", "rate:=2.0"])
     node = Node("demo_launch_probe")
     summaries = []
     node.create_subscription(String, "/launched_demo/evaluation/summary",
@@ -167,11 +171,5 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
         assert summaries[-1]["miou"] > 0.5
     finally:
         node.destroy_node()
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(20)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        code = stop_launch(proc, 20)
     assert code == 0

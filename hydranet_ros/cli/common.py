@@ -4,8 +4,10 @@ engine options."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ..engines import BACKENDS, PRECISIONS
 from ..errors import HydraNetError
@@ -26,6 +28,18 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def fresh_folder(out: Path, overwrite: bool, *subfolders: str) -> None:
+    """An empty output folder (with ``subfolders``): one with content is replaced only with
+    ``overwrite``, otherwise refused."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in subfolders:
+        (out / name).mkdir(exist_ok=True)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:

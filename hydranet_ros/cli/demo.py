@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from ..errors import HydraNetError
 from ..metrics import format_summary
 from ..ros.processes import start, stop
-from .common import run_main
+from .common import fresh_folder, run_main
 
 PROG = "hydranet-demo"
 NAMESPACE = "/hydranet_demo"
@@ -45,15 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-normal-deg", type=float,
                         help="exit 1 if the mean normal angle error is higher")
     return parser.parse_args(argv)
-
-
-def prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
-        shutil.rmtree(out)
-    (out / "montages").mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
 
 
 def wait_for_scores(processes: dict, summary_file: Path, frames: int, timeout: float) -> float:
@@ -143,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise HydraNetError(f"--size must be WIDTHxHEIGHT, got '{args.size}'") from None
-    prepare_out(args.out, args.overwrite)
+    fresh_folder(args.out, args.overwrite, "montages", "logs")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = args.out.resolve()
     summary_file = out / "metrics.json"

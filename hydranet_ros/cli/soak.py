@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import HydraNetError
-from ..outputs import OUTPUTS
+from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..ros.processes import start, stop
-from .common import run_main
+from .common import fresh_folder, run_main
 from .export import parse_size
 
 PROG = "hydranet-soak"
@@ -57,16 +56,18 @@ class Listener:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.serialization import deserialize_message
-        from sensor_msgs.msg import Image, PointCloud2
+        from sensor_msgs.msg import Image
+
+        from ..ros.conversions import output_topic_types
         self._deserialize, self._Image = deserialize_message, Image
         self.node = rclpy.create_node("hydranet_soak_listener", namespace=NAMESPACE)
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.latencies: list[tuple[float, float]] = []  # (monotonic receipt, seconds)
         self.diagnostics: dict[str, str] = {}
-        for spec in OUTPUTS:
-            msg_type = PointCloud2 if spec.name == "points" else Image
-            callback = self._on_labels if spec.name == "labels" else (lambda _: None)
-            self.node.create_subscription(msg_type, spec.topic, callback, qos, raw=True)
+        labels = OUTPUT_BY_NAME["labels"].topic
+        for topic, msg_type in output_topic_types(spec.name for spec in OUTPUTS).items():
+            callback = self._on_labels if topic == labels else (lambda _: None)
+            self.node.create_subscription(msg_type, topic, callback, qos, raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_labels(self, raw: bytes) -> None:
@@ -128,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     height, width = parse_size(args.size)
     if args.minutes <= 0 or args.window <= 0:
         raise HydraNetError("--minutes and --window must be positive")
-    if args.out.exists():
-        if not args.overwrite:
-            raise HydraNetError(f"refusing to overwrite {args.out} (use --overwrite)")
-        shutil.rmtree(args.out)
-    (args.out / "logs").mkdir(parents=True)
+    fresh_folder(args.out, args.overwrite, "logs")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     rclpy.init()

@@ -22,7 +22,7 @@ from ..errors import HydraNetError
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings, compute_outputs, parts_needed
 from ..predictor import Predictor, inference_size
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
-                          compressed_to_rgb, frame_messages, image_to_rgb)
+                          compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -174,10 +174,9 @@ class BagAnnotator:
             self.copies[conn.id] = writer.add_connection(
                 conn.topic, conn.msgtype, serialization_format=conn.ext.serialization_format,
                 offered_qos_profiles=conn.ext.offered_qos_profiles, **definition)
-        topics = {OUTPUT_BY_NAME[name].topic: POINTCLOUD if name == "points" else IMAGE
-                  for name in self.wanted}
-        if "depth" in self.wanted and self.info_conn is not None:
-            topics[DEPTH_INFO_TOPIC] = CAMERA_INFO
+        topics = {topic: cls.__msgtype__ for topic, cls in
+                  output_topic_types(self.wanted, self.kit).items()
+                  if topic != DEPTH_INFO_TOPIC or self.info_conn is not None}
         taken = {c.topic for c in reader.connections}
         self.outputs = {}
         order = [spec.topic for spec in OUTPUTS] + [DEPTH_INFO_TOPIC]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Callable
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -159,6 +159,18 @@ def _rclpy_with_data(cls: type, fields: dict, data: bytes):
 def rclpy_kit() -> MessageKit:
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
     return MessageKit(Image, PointCloud2, PointField, CameraInfo, _rclpy_with_data)
+
+
+def output_topic_types(names: Iterable[str], kit: MessageKit | None = None) -> dict[str, type]:
+    """Relative topic -> message class of the named outputs (see ``outputs.OUTPUTS``), with
+    depth/camera_info beside depth/image."""
+    kit = kit or rclpy_kit()
+    names = set(names)
+    types = {OUTPUT_BY_NAME[name].topic: kit.PointCloud2 if name == "points" else kit.Image
+             for name in names}
+    if "depth" in names:
+        types[DEPTH_INFO_TOPIC] = kit.CameraInfo
+    return types
 
 
 def image_message(header, array: np.ndarray, kit: MessageKit | None = None):

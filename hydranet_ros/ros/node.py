@@ -20,19 +20,19 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
 from ..latest import LatestSlots
 from ..memory import keep_freed_memory
-from ..outputs import (OUTPUT_BY_NAME, OUTPUTS, OutputSettings, class_ids, compute_outputs,
+from ..outputs import (OUTPUTS, OutputSettings, class_ids, compute_outputs,
                        parts_needed)
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
-                          frame_messages, image_to_rgb)
+                          frame_messages, image_to_rgb, output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
@@ -41,7 +41,6 @@ from .qos import profile, publisher_events, subscription_events
 NODE_NAME = "hydranet"
 WARN_PERIOD_S = 5.0
 STOP_TIMEOUT_S = 1.5
-MESSAGE_TYPES = {"points": PointCloud2}
 
 
 @dataclass
@@ -141,10 +140,7 @@ class HydraNetNode(Node):
 
     def _sync_publishers(self) -> None:
         """Per camera, one publisher per enabled output, plus depth/camera_info with depth."""
-        enabled = self._enabled()
-        topics = {OUTPUT_BY_NAME[name].topic: MESSAGE_TYPES.get(name, Image) for name in enabled}
-        if "depth" in enabled:
-            topics[DEPTH_INFO_TOPIC] = CameraInfo
+        topics = output_topic_types(self._enabled())
         reliability = self.param("output_reliability")
         qos = profile(reliability, self.param("output_depth"))
         with self._output_lock:

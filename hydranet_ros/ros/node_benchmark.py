@@ -19,10 +19,11 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..outputs import OUTPUTS
-from .node import DEPTH_INFO_TOPIC, HydraNetNode
+from .conversions import output_topic_types
+from .node import HydraNetNode
 
 FRAME_TIMEOUT_S = 30.0
 
@@ -52,8 +53,8 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarr
     try:
         node.start()
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        topics = [spec.topic for spec in OUTPUTS
-                  if node.predictor.has_normals or "normals" not in spec.needs] + [DEPTH_INFO_TOPIC]
+        topics = output_topic_types(spec.name for spec in OUTPUTS
+                                    if node.predictor.has_normals or "normals" not in spec.needs)
         arrived: dict[str, float] = {}
         lock = threading.Condition()
 
@@ -61,9 +62,8 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarr
             with lock:
                 arrived[topic] = time.perf_counter()
                 lock.notify_all()
-        subs = [driver.create_subscription(
-            PointCloud2 if t == "points" else CameraInfo if t == DEPTH_INFO_TOPIC else Image,
-            t, lambda m, t=t: on_output(t, m), reliable, raw=True) for t in topics]
+        subs = [driver.create_subscription(msg_type, t, lambda m, t=t: on_output(t, m), reliable,
+                                           raw=True) for t, msg_type in topics.items()]
         image_pub = driver.create_publisher(Image, "image", reliable)
         info_pub = driver.create_publisher(CameraInfo, "camera_info", reliable)
         executor.add_node(node)
