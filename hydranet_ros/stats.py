@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,8 @@ MIN_PROCESSED_SHARE = 0.5
 #: WARN when frames wait this many times longer than inference before being published.
 LATENCY_GROWTH_FACTOR = 2.0
 LATENCY_GROWTH_MARGIN_S = 0.05
+#: Frames whose stamp-to-publish latency the long-run median covers.
+LONG_RUN_FRAMES = 10_000
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Snapshot:
     total_rejected: int
     total_batches: int = 0  # network calls; several cameras' frames share one
     rejections: dict[str, int] = field(default_factory=dict)  # by reason, in total
+    #: Stamp-to-publish latency of the last LONG_RUN_FRAMES frames, across windows.
+    long_run_stamp_latency_s: list[float] = field(default_factory=list)
 
     @property
     def input_hz(self) -> float:
@@ -73,6 +77,7 @@ class FrameStats:
         self._since = clock()
         self._totals = Counter()
         self._rejections: Counter = Counter()  # by reason, since start-up
+        self._long_run_stamp: deque[float] = deque(maxlen=LONG_RUN_FRAMES)
         self._reset()
 
     def _reset(self) -> None:
@@ -102,6 +107,7 @@ class FrameStats:
             self._inference.append(inference_s)
             self._receipt.append(receipt_latency_s)
             self._stamp.append(stamp_latency_s)
+            self._long_run_stamp.append(stamp_latency_s)
         self._count("processed")
 
     def batch(self) -> None:
@@ -120,7 +126,8 @@ class FrameStats:
                 stamp_latency_s=self._stamp,
                 total_received=self._totals["received"], total_processed=self._totals["processed"],
                 total_dropped=self._totals["dropped"], total_rejected=self._totals["rejected"],
-                total_batches=self._totals["batches"], rejections=dict(self._rejections))
+                total_batches=self._totals["batches"], rejections=dict(self._rejections),
+                long_run_stamp_latency_s=list(self._long_run_stamp))
             self._since = now
             self._reset()
             return snap

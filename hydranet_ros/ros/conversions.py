@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
-from ..outputs import OUTPUT_BY_NAME
+from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..workers import run_all
 
 #: Supported input encodings: (channels, bytes per channel).
@@ -166,8 +166,11 @@ def output_topic_types(names: Iterable[str], kit: MessageKit | None = None) -> d
     depth/camera_info beside depth/image."""
     kit = kit or rclpy_kit()
     names = set(names)
-    types = {OUTPUT_BY_NAME[name].topic: kit.PointCloud2 if name == "points" else kit.Image
-             for name in names}
+    unknown = names - set(OUTPUT_BY_NAME)
+    if unknown:
+        raise KeyError(f"unknown output(s): {', '.join(sorted(unknown))}")
+    types = {spec.topic: kit.PointCloud2 if spec.name == "points" else kit.Image
+             for spec in OUTPUTS if spec.name in names}  # in the order of OUTPUTS
     if "depth" in names:
         types[DEPTH_INFO_TOPIC] = kit.CameraInfo
     return types

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from ..stats import Snapshot, health, median
+from ..stats import LONG_RUN_FRAMES, Snapshot, health, median
 
+#: The median over many windows, for comparing the node with what its subscribers see.
+LONG_RUN_KEY = f"latency stamp to publish p50, last {LONG_RUN_FRAMES} frames (ms)"
 LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
 
@@ -34,6 +36,7 @@ def status_values(snap: Snapshot) -> dict[str, str]:
         "latency receipt to publish max (ms)": _ms(_max(snap.receipt_latency_s)),
         "latency stamp to publish p50 (ms)": _ms(median(snap.stamp_latency_s)),
         "latency stamp to publish max (ms)": _ms(_max(snap.stamp_latency_s)),
+        LONG_RUN_KEY: _ms(median(snap.long_run_stamp_latency_s)),
     }
     for reason, count in sorted(snap.rejections.items()):
         values[f"rejected: {reason}"] = str(count)

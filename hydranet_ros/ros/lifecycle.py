@@ -9,21 +9,31 @@ import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.utilities import get_rmw_implementation_identifier
 
 from ..errors import HydraNetError
+from .transport import configure_large_data
 
 
 def run_node(create: Callable[[], Node], name: str, args: list[str] | None = None,
              done: Callable[[Node], bool] | None = None,
-             on_exit: Callable[[Node], None] | None = None) -> int:
-    """Create the node with ``create`` and spin it until shutdown (or until ``done``)."""
+             on_exit: Callable[[Node], None] | None = None, large_data: bool = False) -> int:
+    """Create the node with ``create`` and spin it until shutdown (or until ``done``).
+
+    ``large_data``: the node publishes large samples, so its DDS participant gets the
+    large-data transport (see ``transport.py``); the log says which transport is in effect.
+    """
     rclpy.init(args=args)
+    transport = configure_large_data(get_rmw_implementation_identifier()) if large_data else None
     try:
         node = create()
     except (HydraNetError, ParameterException) as exc:
         rclpy.logging.get_logger(name).error(str(exc))
         rclpy.try_shutdown()
         return 1
+    if transport is not None:
+        logger = node.get_logger()
+        (logger.warning if transport.warning else logger.info)(transport.message)
     try:
         if done is None:
             rclpy.spin(node)

@@ -325,7 +325,7 @@ def create_node() -> HydraNetNode:
 
 def main(args: list[str] | None = None) -> int:
     keep_freed_memory()
-    return run_node(create_node, NODE_NAME, args, on_exit=HydraNetNode.stop)
+    return run_node(create_node, NODE_NAME, args, on_exit=HydraNetNode.stop, large_data=True)
 
 
 def entry_point() -> None:

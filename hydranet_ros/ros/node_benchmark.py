@@ -19,11 +19,13 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..outputs import OUTPUTS
 from .conversions import output_topic_types
 from .node import HydraNetNode
+from .transport import configure_large_data
 
 FRAME_TIMEOUT_S = 30.0
 
@@ -38,11 +40,12 @@ def _camera_info(width: int, height: int) -> CameraInfo:
 
 
 def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarray,
-                    frames: int = 20, warmup: int = 3) -> dict:
+                    frames: int = 20, warmup: int = 3, device: str = "cpu") -> dict:
     """Median and p90 latencies (ms) of the node with every output on and listened to."""
     height, width = image.shape[:2]
     rclpy.init()
-    overrides = [Parameter("weights", value=str(weights)), Parameter("device", value="cpu"),
+    configure_large_data(get_rmw_implementation_identifier())  # it publishes 640x480 images
+    overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
                  Parameter("backend", value=backend), Parameter("precision", value=precision),
                  Parameter("max_depth", value=1000.0),
                  # one statistics window for the whole run (each report starts a new one)

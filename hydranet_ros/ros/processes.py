@@ -13,13 +13,16 @@ from pathlib import Path
 STOP_TIMEOUT_S = 10.0
 
 
-def start(name: str, module: str, params: dict, logs: Path, namespace: str) -> subprocess.Popen:
+def start(name: str, module: str, params: dict, logs: Path, namespace: str,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m module`` as node ``name`` in ``namespace``, with ``env`` added to this
+    process's environment."""
     args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
     log = open(logs / f"{name}.log", "w")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 def stop(processes: dict[str, subprocess.Popen]) -> None:

@@ -100,7 +100,7 @@ class SyntheticCamera(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(SyntheticCamera, "synthetic_camera", args)
+    return run_node(SyntheticCamera, "synthetic_camera", args, large_data=True)
 
 
 def entry_point() -> None:
