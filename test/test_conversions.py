@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("sensor_msgs", reason="ROS 2 message packages are not installed (pip install -e .[ros])")
+from conftest import import_or_skip
+
+import_or_skip("sensor_msgs", "ROS 2 message packages are not installed (pip install -e .[ros])")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402

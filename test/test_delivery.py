@@ -1,5 +1,6 @@
 """Large outputs reach a best-effort subscriber in another process: camera, node and this
-test's subscriber as three processes, over real DDS, the subscriber with Fast DDS's defaults."""
+test's subscriber as three processes, over real DDS, the subscriber with Fast DDS's defaults
+and the QoS of Nav2's semantic segmentation layer (best effort, keep last 50)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+from conftest import import_or_skip
+
+import_or_skip("rclpy", "rclpy is not installed (pip install -e .[ros])")
 
 from hydranet_ros.ros.delivery_benchmark import measure_delivery  # noqa: E402
 from hydranet_ros.ros.transport import PROFILE_VARIABLES  # noqa: E402
@@ -17,18 +20,25 @@ from hydranet_ros.ros.transport import PROFILE_VARIABLES  # noqa: E402
 RATE_HZ = 2.0
 FRAMES = 20
 MIN_SHARE = 0.9
+#: What the semantic segmentation layer subscribes to, and its QoS depth.
+LAYER_OUTPUTS = ("labels", "confidence", "points")
+LAYER_DEPTH = 50
 
 
-def test_best_effort_subscriber_gets_the_point_clouds_and_depth_images(ros, tmp_path):
+def test_best_effort_subscriber_gets_what_a_navigation_stack_needs(ros, tmp_path):
     # the subscriber (this process) keeps Fast DDS's defaults: it needs nothing special
     assert not any(os.environ.get(v) for v in PROFILE_VARIABLES)
     run = measure_delivery("synthetic", RATE_HZ, FRAMES, (480, 640), backend="auto",
-                           outputs=("points", "depth"), reliabilities=("best_effort",),
-                           node_params={"pointcloud_organized": True}, logs=tmp_path)
+                           outputs=LAYER_OUTPUTS + ("depth",), reliabilities=("best_effort",),
+                           qos_depth=LAYER_DEPTH, node_params={"pointcloud_organized": True},
+                           logs=tmp_path)
     node_log = (tmp_path / "hydranet_node.log").read_text()
     assert "DDS transport: Fast DDS, shared memory" in node_log
     assert "Error" not in node_log  # Fast DDS reports a bad XML profile as an error
-    assert run["frames_processed"] >= FRAMES // 2, run
-    for topic in ("points", "depth/image"):
-        got = run["outputs"][topic]["best_effort"]
-        assert got["share"] >= MIN_SHARE, (topic, run)
+    assert "[WARN]" not in node_log  # nothing to warn about on a healthy start
+    processed = run["frames_processed"]
+    assert processed >= FRAMES // 2, run
+    for topic in ("points", "depth/image", "segmentation/labels", "segmentation/confidence"):
+        assert run["outputs"][topic]["best_effort"]["share"] >= MIN_SHARE, (topic, run)
+    # the layer pairs mask, confidence and cloud by stamp: they arrive for the same frames
+    assert run["frames_with_every_output"]["best_effort"] >= MIN_SHARE * processed, run

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+from conftest import import_or_skip
+
+import_or_skip("rclpy", "rclpy is not installed (pip install -e .[ros])")
 
 from hydranet_ros.weights import resolve  # noqa: E402
 

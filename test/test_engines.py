@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model
+from conftest import import_or_skip, make_model
 from hydranet_ros import weights as weights_mod
 from hydranet_ros.checkpoint import load_model, save_checkpoint
 from hydranet_ros.cli import export as export_cli
@@ -18,12 +18,14 @@ from hydranet_ros.engines.export import cached_export
 from hydranet_ros.engines.torch_engine import TorchEngine, fold_batchnorm
 from hydranet_ros.evaluation import held_out_frame
 from hydranet_ros.model import HydraNet
-from hydranet_ros.postprocess import PARTS
+from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.predictor import Predictor
 from hydranet_ros.presets import get_preset
 from hydranet_ros.synthetic.render import SyntheticWorld
 
 CPU = torch.device("cpu")
+#: Mean confidence on right pixels above that on wrong ones (0-255 scale); see the test.
+CONFIDENCE_MARGIN = 40
 CUDA = torch.cuda.is_available()
 
 
@@ -39,23 +41,17 @@ def engine_or_skip(model, preset, backend: str, precision: str, device: str):
     if device == "cuda" and not CUDA:
         pytest.skip("no CUDA device on this machine")
     if backend == "openvino":
-        pytest.importorskip("openvino", reason="openvino is not installed")
+        import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
         if precision == "bf16" and not openvino_engine.cpu_supports_bf16():
             pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX)")
     if backend == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+        import_or_skip("onnxruntime", "onnxruntime is not installed (pip install -e .[engines])")
     try:
         return build_engine(model, preset, backend, torch.device(device), precision)
     except EngineError as exc:
         if device == "cuda":
             pytest.skip(str(exc))
         raise
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Exports go to a cache of the test session's own, not the user's."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +116,38 @@ def test_on_device_postprocessing_matches_the_release_path(trained):
         assert np.median(angle_deg(got.normals, ref.normals)) <= 1.0
 
 
+def test_on_device_confidence_matches_the_host(trained):
+    model, preset, images, _ = trained
+    host = build_engine(model, preset, "reference", CPU)
+    device = TorchEngine(model, preset, CPU, optimize=False, device_postprocess=True)
+    parts = {"labels", CONFIDENCE}
+    for img in images:
+        ref = host.predict([img], img.shape[:2], parts)[0]
+        got = device.predict([img], img.shape[:2], parts)[0]
+        assert got.confidence.dtype == np.uint8 and got.confidence.shape == img.shape[:2]
+        assert (np.abs(got.confidence.astype(int) - ref.confidence) <= 2).mean() >= 0.99
+
+
+def test_confidence_is_higher_where_the_labels_are_right():
+    """The bundled model on held-out frames of several streets (frames k of 0..99 come from
+    streets k // 25): how sure it is where it is right, and where it is wrong."""
+    preset = get_preset("synthetic")
+    engine = build_engine(load_model(weights_mod.resolve("synthetic")), preset, "torch", CPU)
+    world = SyntheticWorld(320, 240)
+    right, wrong = [], []
+    for k in range(0, 100, 10):
+        frame = held_out_frame(world, k)
+        pred = engine.predict([frame.rgb], frame.rgb.shape[:2], {"labels", CONFIDENCE})[0]
+        scored = frame.labels != 255
+        correct = pred.labels == frame.labels
+        right.append(pred.confidence[scored & correct])
+        wrong.append(pred.confidence[scored & ~correct])
+    right_mean, wrong_mean = np.concatenate(right).mean(), np.concatenate(wrong).mean()
+    print(f"mean confidence (0-255): {right_mean:.1f} on correctly labelled pixels, "
+          f"{wrong_mean:.1f} on wrong ones")
+    assert right_mean > wrong_mean + CONFIDENCE_MARGIN
+
+
 def test_batch_norm_folding_keeps_the_outputs():
     model = make_model(6, 2, seed=4)
     x = torch.randn(1, 3, 64, 96)
@@ -180,7 +208,7 @@ def test_unsupported_precision_falls_back_with_a_reason():
 
 
 def test_exports_are_cached_per_weights_and_shape():
-    pytest.importorskip("onnxruntime")
+    import_or_skip("onnxruntime", "onnxruntime is not installed (pip install -e .[engines])")
     model = make_model(6, 2, seed=8)
     first = cached_export(model, "onnx", (64, 96), 1)
     stamp = first.stat().st_mtime_ns
@@ -191,7 +219,8 @@ def test_exports_are_cached_per_weights_and_shape():
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_a_tampered_cache_is_rebuilt_not_trusted(fmt):
-    pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
+    import_or_skip("onnxruntime" if fmt == "onnx" else "openvino",
+                   "the backend is not installed (pip install -e .[engines])")
     model = make_model(6, 2, seed=13)
     path = cached_export(model, fmt, (64, 64), 1)
     tampered = path.with_suffix(".bin") if fmt == "openvino" else path
@@ -205,7 +234,8 @@ def test_a_tampered_cache_is_rebuilt_not_trusted(fmt):
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_export_command(tmp_path, fmt, capsys):
-    pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
+    import_or_skip("onnxruntime" if fmt == "onnx" else "openvino",
+                   "the backend is not installed (pip install -e .[engines])")
     weights = tmp_path / "w.ckpt"
     save_checkpoint(make_model(6, 2, seed=2), weights)
     out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.xml")
@@ -226,7 +256,7 @@ def test_export_command(tmp_path, fmt, capsys):
 
 
 def test_first_export_is_announced_once():
-    pytest.importorskip("onnxruntime")
+    import_or_skip("onnxruntime", "onnxruntime is not installed (pip install -e .[engines])")
     lines: list[str] = []
     engine = build_engine(make_model(6, 2, seed=12), get_preset("kitti"), "onnxruntime", CPU,
                           log=lines.append)

@@ -10,15 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis", reason="pip install hypothesis (in .[test])")
+from conftest import import_or_skip
+
+hypothesis = import_or_skip("hypothesis", "pip install hypothesis (in .[test])")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from hydranet_ros.outputs import OUTPUTS, OutputSettings, compute_outputs  # noqa: E402
-from hydranet_ros.postprocess import PARTS, postprocess  # noqa: E402
+from hydranet_ros.postprocess import CONFIDENCE, PARTS, postprocess  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 
-ros = pytest.importorskip("sensor_msgs", reason="the conversions need the ROS message wheels")
+ros = import_or_skip("sensor_msgs", "the conversions need the ROS message wheels")
 from hydranet_ros.ros.conversions import (INPUT_ENCODINGS, ImageError,  # noqa: E402
                                           camera_intrinsics, compressed_to_rgb, image_to_rgb)
 
@@ -133,8 +135,9 @@ def test_postprocessing_and_outputs_never_raise(classes, h, w, out_h, out_w, fil
         mask = rng.random(array.shape) < 0.2
         array[mask] = np.float32(fill)
     with np.errstate(all="ignore"):
-        pred = postprocess(tuple(raw), (out_h, out_w), frozenset(PARTS))
+        pred = postprocess(tuple(raw), (out_h, out_w), frozenset(PARTS + (CONFIDENCE,)))
         assert pred.labels.shape == (out_h, out_w) and int(pred.labels.max()) < classes
+        assert pred.confidence.shape == (out_h, out_w) and pred.confidence.dtype == np.uint8
         preset = get_preset("nyud_three" if classes > 6 else "kitti")
         if classes > len(preset.class_names):
             return

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, make_model
+from conftest import REPO, import_or_skip, make_model
 from hydranet_ros.checkpoint import save_checkpoint
 
-rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
-hypothesis = pytest.importorskip("hypothesis", reason="pip install hypothesis (in .[test])")
+rclpy = import_or_skip("rclpy", "rclpy is not installed (pip install -e .[ros])")
+hypothesis = import_or_skip("hypothesis", "pip install hypothesis (in .[test])")
 from hypothesis import given, settings  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402

@@ -32,6 +32,9 @@ def test_kitti_example_at_full_size(reference, make_checkpoint, tmp_path):
     labels = read(out / "000099_labels.png")
     assert labels.shape == (370, 1226) and labels.dtype == np.uint8 and labels.max() < 6
     assert read(out / "000099_segmentation.png").shape == (370, 1226, 3)
+    confidence = read(out / "000099_confidence.png")
+    assert confidence.shape == (370, 1226) and confidence.dtype == np.uint8
+    assert confidence.min() >= 255 // 6 and len(np.unique(confidence)) > 1
     depth = np.load(out / "000099_depth.npy")
     assert depth.shape == (370, 1226) and depth.dtype == np.float32
     assert np.isfinite(depth).all() and (depth >= 0).all()

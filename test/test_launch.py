@@ -21,7 +21,8 @@ from hydranet_ros.ros.parameters import PARAM_BY_NAME, choice_error
 
 LAUNCH_FILE = REPO / "launch" / "hydranet.launch.py"
 REQUIRED_ARGUMENTS = {"image", "camera_info", "namespace", "weights", "preset", "device",
-                      "params_file", "publish_pointcloud", "use_rviz"}
+                      "params_file", "publish_pointcloud", "use_rviz", "large_data_transport"}
+LAUNCH_FILES = ["hydranet.launch.py", "demo.launch.py"]
 
 
 def launch_calls(name: str, path=LAUNCH_FILE) -> list[ast.Call]:
@@ -40,6 +41,23 @@ def keyword(call: ast.Call, name: str):
 def test_launch_declares_its_arguments():
     declared = {ast.literal_eval(c.args[0]) for c in launch_calls("DeclareLaunchArgument")}
     assert REQUIRED_ARGUMENTS <= declared
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_every_launch_argument_is_described(name):
+    calls = launch_calls("DeclareLaunchArgument", REPO / "launch" / name)
+    assert calls
+    for call in calls:
+        description = keyword(call, "description")
+        assert isinstance(description, str) and len(description) > 10, \
+            ast.literal_eval(call.args[0])
+
+
+def test_outputs_are_namespaced_by_default():
+    """Not /points and /depth/image in the root namespace, where cameras publish theirs."""
+    defaults = {ast.literal_eval(c.args[0]): keyword(c, "default_value")
+                for c in launch_calls("DeclareLaunchArgument")}
+    assert defaults["namespace"] == "hydranet"
 
 
 @pytest.mark.parametrize("name, executables", [
@@ -120,6 +138,18 @@ def stop_launch(proc: subprocess.Popen, timeout: float) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def assert_clean_stop(proc: subprocess.Popen, code: int, log: str, nodes: int) -> None:
+    """Ctrl-C ended every node: exit status 0, each node 'finished cleanly', no traceback,
+    no error, and nothing left running in the launch's process group."""
+    assert code == 0, log
+    for bad in ("Traceback", "KeyboardInterrupt", "process has died", "[ERROR]"):
+        assert bad not in log, log
+    assert log.count("process has finished cleanly") == nodes, log
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no process of the group is left
+
+
 def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     pytest.importorskip("launch_ros", reason="the ROS 2 launch packages (launch, launch_ros) are "
                         "not installed; they come with a ROS 2 install, not from PyPI")
@@ -129,7 +159,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     proc = launch(colcon_install, tmp_path, "hydranet.launch.py", [
         f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
         "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=false",
-        "use_rviz:=false"])
+        "use_rviz:=true"])
     probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
                   info_topic="/cam/camera_info")
     try:
@@ -144,8 +174,10 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     finally:
         probe.destroy()
         code = stop_launch(proc, 15)
-    assert code == 0
-    assert "Traceback" not in (tmp_path / "launch.log").read_text()
+    log = (tmp_path / "launch.log").read_text()
+    if not _installed("rviz2"):
+        assert "rviz2 is not installed: starting without it" in log
+    assert_clean_stop(proc, code, log, nodes=2 if _installed("rviz2") else 1)
 
 
 def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
@@ -157,8 +189,9 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
     from rclpy.node import Node
     from std_msgs.msg import String
 
+    # use_rviz is true by default: without rviz2 the demo runs without it
     proc = launch(colcon_install, tmp_path, "demo.launch.py",
-                  ["use_rviz:=false", "namespace:=launched_demo", "rate:=2.0"])
+                  ["namespace:=launched_demo", "rate:=2.0"])
     node = Node("demo_launch_probe")
     summaries = []
     node.create_subscription(String, "/launched_demo/evaluation/summary",
@@ -172,4 +205,14 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
     finally:
         node.destroy_node()
         code = stop_launch(proc, 20)
-    assert code == 0
+    log = (tmp_path / "launch.log").read_text()
+    assert_clean_stop(proc, code, log, nodes=4 if _installed("rviz2") else 3)
+
+
+def _installed(package: str) -> bool:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix(package)
+    except (PackageNotFoundError, OSError):
+        return False
+    return True

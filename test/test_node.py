@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import make_model
+from conftest import import_or_skip, make_model
 from hydranet_ros.checkpoint import save_checkpoint
 from hydranet_ros.outputs import OUTPUTS, metric_depth
+from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.predictor import Predictor
 
-rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
+rclpy = import_or_skip("rclpy", "rclpy is not installed (pip install -e .[ros])")
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -106,17 +107,24 @@ def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray,
     assert sorted(found) == sorted(ALL_TOPICS)
     for topic, msg in found.items():
         assert msg.header.stamp == stamp and msg.header.frame_id == "camera_optical_frame", topic
-    expected = predictor.predict(expected_rgb)
+    expected = predictor.predict(expected_rgb, parts=frozenset(PARTS + (CONFIDENCE,)))
     images = {t: m for t, m in found.items() if isinstance(m, Image)}
     for topic, msg in images.items():
         assert (msg.height, msg.width) == (HEIGHT, WIDTH), topic
     encodings = {t: m.encoding for t, m in images.items()}
-    assert encodings == {"segmentation/labels": "mono8", "segmentation/color": "rgb8",
+    assert encodings == {"segmentation/labels": "mono8", "segmentation/confidence": "mono8",
+                         "segmentation/color": "rgb8",
                          "segmentation/overlay": "rgb8", "depth/image": "32FC1",
                          "depth/color": "rgb8", "normals/image": "32FC3", "normals/color": "rgb8"}
     labels = decode_image(found["segmentation/labels"])
     assert labels.max() < 40 and len(np.unique(labels)) > 1
     assert (labels == expected.labels).mean() >= (1.0 if exact else 0.995)
+    confidence = decode_image(found["segmentation/confidence"])
+    assert confidence.min() >= 255 // 40  # at least the uniform 1/40
+    if exact:
+        assert np.array_equal(confidence, expected.confidence)
+    else:
+        assert np.abs(confidence.astype(int) - expected.confidence).max() <= 3
     depth = decode_image(found["depth/image"])
     valid = np.isfinite(depth)
     assert valid.mean() > 0.5 and (depth[valid] > 0).all() and (depth[valid] <= MAX_DEPTH).all()
@@ -306,6 +314,17 @@ def test_diagnostics_report(probe):
     assert int(values["rejected: encoding"]) >= 1
 
 
+def test_label_info_or_one_line_saying_why_not(node):
+    """Without vision_msgs (not on PyPI) the node says so once and publishes the rest;
+    test_label_info.py checks the message itself with a vision_msgs built for the test."""
+    import importlib.util
+    line = "vision_msgs is not installed"
+    if importlib.util.find_spec("vision_msgs") is None:
+        assert node.log().count(line) == 1, node.log()
+    else:
+        assert line not in node.log()
+
+
 def test_incompatible_qos_is_logged(probe, node):
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -338,10 +357,12 @@ def test_nothing_is_computed_without_subscribers(ros, checkpoint, tmp_path):
 
         spin(30, until=lambda: pub.get_subscription_count() > 0)
 
+        def statuses() -> list:
+            return [r.status[0] for r in reports if r.status[0].name == "/idle/hydranet: HydraNet"]
+
         def latest() -> dict:
-            ours = [{kv.key: kv.value for kv in r.status[0].values} for r in reports
-                    if r.status[0].name == "/idle/hydranet: HydraNet"]
-            return ours[-1] if ours else {}
+            ours = statuses()
+            return {kv.key: kv.value for kv in ours[-1].values} if ours else {}
 
         def received() -> int:
             return int(latest().get("frames received", 0))
@@ -353,6 +374,12 @@ def test_nothing_is_computed_without_subscribers(ros, checkpoint, tmp_path):
                 break
         assert received() >= 5, proc.log()
         assert int(latest()["frames processed"]) == 0, latest()
+        assert int(latest()["frames skipped, no subscribers"]) >= 5, latest()
+        # frames skipped on purpose are no reason to warn: every report while idle is OK
+        from diagnostic_msgs.msg import DiagnosticStatus
+        assert all(st.level == DiagnosticStatus.OK for st in statuses()), \
+            [(st.level, st.message) for st in statuses()]
+        assert statuses()[-1].message == "idle: no output has a subscriber"
     finally:
         node.destroy_node()
         proc.stop()

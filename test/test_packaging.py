@@ -18,7 +18,8 @@ def test_package_xml():
     assert root.find("export").findtext("build_type") == "ament_python"
     deps = {e.text for e in root.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "python3-numpy",
-            "python3-opencv", "python3-torch"} <= deps
+            "python3-opencv", "python3-torch", "python3-yaml", "vision_msgs", "launch",
+            "launch_ros", "ament_index_python"} <= deps
 
 
 def test_colcon_installs_executables_where_ros2_run_looks(colcon_install):
@@ -47,3 +48,16 @@ def test_installed_command_runs_from_the_install_space(colcon_install):
     assert "ExpNYUD_three.ckpt" in result.stdout
     assert (site / "hydranet_ros" / "bundled" / "hydranet_synthetic.ckpt").is_file()
     assert (site / "hydranet_ros" / "presets.json").is_file()
+
+
+def test_every_command_runs_as_a_module():
+    """``python -m hydranet_ros.cli.<name>`` is the command (``--help`` answers, exit 0)."""
+    import sys
+    commands = sorted(p.stem for p in (REPO / "hydranet_ros" / "cli").glob("*.py")
+                      if p.stem not in ("__init__", "common"))
+    assert "bench" in commands and "nav2" in commands
+    for name in commands:
+        done = subprocess.run([sys.executable, "-m", f"hydranet_ros.cli.{name}", "--help"],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert done.returncode == 0, (name, done.stderr)
+        assert done.stdout.startswith("usage: hydranet-"), (name, done.stdout[:200])

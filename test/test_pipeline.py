@@ -10,7 +10,9 @@ import torch
 
 from conftest import make_model
 from hydranet_ros.images import read_rgb
-from hydranet_ros.postprocess import label_dtype, labels_from_logits, postprocess
+from hydranet_ros.engines.torch_engine import confidence_on_device
+from hydranet_ros.postprocess import (label_dtype, labels_and_confidence, labels_from_logits,
+                                      postprocess)
 from hydranet_ros.predictor import Predictor
 from hydranet_ros.presets import get_preset
 from hydranet_ros.visualize import (colorize_depth, colorize_labels, colorize_normals,
@@ -141,3 +143,44 @@ def test_normals_match_numpy_normalisation():
     resized = cv2.resize(np.ascontiguousarray(raw.transpose(1, 2, 0)), (61, 45),
                          interpolation=cv2.INTER_CUBIC)
     assert np.array_equal(pred.normals, resized / np.linalg.norm(resized, axis=2, keepdims=True))
+
+
+@pytest.mark.parametrize("classes", [3, 6, 40])
+def test_confidence_is_the_softmax_of_the_resized_scores(classes):
+    """255 x the probability of the chosen class, with the same ids as the labels alone."""
+    rng = np.random.default_rng(classes)
+    logits = rng.normal(0.0, 3.0, size=(classes, 12, 16)).astype(np.float32)
+    size = (48, 64)
+    labels, confidence = labels_and_confidence(logits, size)
+    resized = np.stack([cv2.resize(plane, size[::-1], interpolation=cv2.INTER_CUBIC)
+                        for plane in logits]).astype(np.float64)
+    probability = np.exp(resized - resized.max(axis=0))
+    probability /= probability.sum(axis=0)
+    assert np.array_equal(labels, labels_from_logits(logits, size))
+    assert confidence.dtype == np.uint8 and confidence.shape == size
+    assert np.abs(confidence.astype(int) - np.rint(255 * probability.max(axis=0))).max() <= 1
+    assert confidence.min() >= 255 // classes  # never below the uniform probability
+    pred = postprocess((logits, np.ones((1, 12, 16), np.float32)), size, {"confidence"})
+    assert pred.labels is None and np.array_equal(pred.confidence, confidence)
+
+
+def test_confidence_of_sure_and_unsure_pixels():
+    logits = np.zeros((4, 8, 8), np.float32)
+    logits[2, :, :4] = 30.0  # left: one class far ahead; right: all four equal
+    logits[0, 0, 0] = np.nan  # a broken score gives 0, never garbage
+    _, confidence = labels_and_confidence(logits, (8, 8))
+    assert (confidence[1:, :2] == 255).all()
+    assert (confidence[:, 6:] == round(255 / 4)).all()
+    assert confidence[0, 0] == 0
+
+
+def test_confidence_on_the_device_path_matches_the_host():
+    """The CUDA path's torch code (run on the CPU here) against the host computation."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 3.0, size=(6, 12, 16)).astype(np.float32)
+    scores = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(48, 64),
+                                             mode="bicubic", align_corners=False)[0]
+    on_device = confidence_on_device(scores).numpy()
+    _, host = labels_and_confidence(logits, (48, 64))
+    difference = np.abs(on_device.astype(int) - host)
+    assert on_device.dtype == np.uint8 and (difference <= 2).mean() >= 0.99

@@ -60,13 +60,27 @@ def test_stats_windows_and_totals():
     assert (snap.input_hz, snap.processed_hz) == (5.0, 1.5)
     assert (snap.dropped, snap.rejected, snap.rejections) == (6, 1, {"encoding": 1})
     level, message = health(snap)
-    assert level == WARN and "dropping frames: processed 3 of 10" in message
+    assert level == WARN and "dropping frames: processed 3 of 9" in message
     now[0] = 3.0
     stats.received()
     stats.processed(0.1, 0.1, 0.15)
     snap = stats.snapshot()
     assert (snap.received, snap.total_received, snap.total_processed) == (1, 11, 4)
     assert health(snap) == (OK, "ok")
+
+
+def test_frames_skipped_without_subscribers_are_not_drops():
+    """Nobody subscribes: every frame is skipped on purpose, the report stays OK."""
+    stats = FrameStats()
+    for _ in range(5):
+        stats.received()
+        stats.idle()
+    snap = stats.snapshot()
+    assert (snap.idle, snap.total_idle, snap.processed) == (5, 5, 0)
+    assert health(snap) == (OK, "idle: no output has a subscriber")
+    stats.received()
+    stats.dropped()
+    assert health(stats.snapshot())[0] == WARN  # a real drop, with nothing processed
 
 
 def test_growing_latency_warns():

@@ -136,10 +136,31 @@ def test_folder_training_step(tmp_path):
 
 
 def test_evaluate_command_on_a_folder(tmp_path, make_checkpoint, capsys):
+    """Ground truth that is the model's own prediction scores perfectly; ground truth with
+    every class id moved to another class scores zero."""
     from hydranet_ros.cli.evaluate import main as evaluate_main
+    from hydranet_ros.predictor import Predictor
+    weights = str(make_checkpoint(6, 3))
     make_folder(tmp_path / "data")
-    args = ["--weights", str(make_checkpoint(6, 3)), "--data", str(tmp_path / "data"), "--json"]
+    predictor = Predictor.from_weights(weights, device="cpu", backend="reference",
+                                       log=lambda _: None)
+    for image in sorted((tmp_path / "data" / "images").glob("*.png")):
+        pred = predictor.predict(cv2.imread(str(image))[..., ::-1].copy())
+        cv2.imwrite(str(tmp_path / "data" / "labels" / image.name), pred.labels)
+        cv2.imwrite(str(tmp_path / "data" / "depth" / image.name),
+                    np.clip(np.rint(pred.depth * 1000), 1, 65535).astype(np.uint16))
+        cv2.imwrite(str(tmp_path / "data" / "normals" / image.name),
+                    colorize_normals(pred.normals)[..., ::-1])
+        (tmp_path / "wrong" / "labels").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "wrong" / "labels" / image.name), (pred.labels + 1) % 6)
+    args = ["--weights", weights, "--data", str(tmp_path / "data"), "--json",
+            "--backend", "reference"]
     assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["frames"] == 3 and 0.0 <= summary["miou"] <= 1.0
-    assert summary["normal_mean_deg"] >= 0.0
+    assert summary["frames"] == 3 and summary["miou"] == pytest.approx(1.0)
+    assert summary["abs_rel"] < 1e-2, summary  # depth ground truth rounded to millimetres
+    assert summary["normal_mean_deg"] < 1.0, summary  # normals rounded to 8 bits
+    (tmp_path / "wrong" / "images").symlink_to(tmp_path / "data" / "images")
+    args[3] = str(tmp_path / "wrong")
+    assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == 0.0

@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, import_or_skip
 from hydranet_ros.ros import transport
 from hydranet_ros.ros.transport import (PROFILE_VARIABLES, SWITCH, configure_large_data,
-                                        profile_path, segment_bytes)
+                                        profile_path, profile_variable, segment_bytes)
 
 PROFILE = REPO / "config" / "fastdds_large_data.xml"
 FAST_DDS = "rmw_fastrtps_cpp"
 
 
 def configure(tmp_path: Path, environ: dict, rmw: str = FAST_DDS, **kwargs):
+    kwargs.setdefault("variable", "FASTDDS_DEFAULT_PROFILES_FILE")
     return configure_large_data(rmw, environ, cwd=tmp_path, shared_memory=tmp_path,
                                 profile=PROFILE, **kwargs)
 
@@ -32,7 +33,7 @@ def test_applied_by_default_on_fast_dds(tmp_path):
     environ: dict[str, str] = {}
     setting = configure(tmp_path, environ)
     assert setting.applied and not setting.warning
-    assert environ == {name: str(PROFILE) for name in PROFILE_VARIABLES}
+    assert environ == {"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}
     assert "64 MiB" in setting.message and f"{SWITCH}=off" in setting.message
     assert "\n" not in setting.message
 
@@ -82,6 +83,28 @@ def test_too_little_shared_memory_is_a_warning(tmp_path, monkeypatch):
     setting = configure(tmp_path, environ)
     assert not setting.applied and setting.warning and environ == {}
     assert "1 MiB free" in setting.message and "--shm-size" in setting.message
+
+
+@pytest.mark.parametrize("library, variable", [
+    ("/opt/ros/kilted/lib/libfastdds.so.3.2", "FASTDDS_DEFAULT_PROFILES_FILE"),
+    ("/opt/ros/humble/lib/libfastrtps.so.2.6", "FASTRTPS_DEFAULT_PROFILES_FILE")])
+def test_the_variable_the_loaded_fast_dds_reads(tmp_path, library, variable):
+    """Setting the other one would be ignored (2.x), or warned about as deprecated (3.x)."""
+    maps = tmp_path / "maps"
+    maps.write_text(f"7f00-7f10 r-xp 00000000 08:01 1234 {library}\n")
+    assert profile_variable(maps) == variable
+    environ: dict[str, str] = {}
+    configure(tmp_path, environ, variable=profile_variable(maps))
+    assert environ == {variable: str(PROFILE)}
+
+
+def test_this_process_reads_fastdds_default_profiles_file():
+    rclpy = import_or_skip("rclpy", "rclpy is not installed")  # loads the RMW, Fast DDS
+    from rclpy.utilities import get_rmw_implementation_identifier
+    if not get_rmw_implementation_identifier().startswith("rmw_fastrtps"):
+        pytest.skip("the RMW here is not Fast DDS")
+    assert profile_variable() == "FASTDDS_DEFAULT_PROFILES_FILE"  # the PyPI wheels: Fast DDS 3
+    del rclpy
 
 
 def test_the_profile_is_found_in_a_checkout():

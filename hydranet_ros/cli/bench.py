@@ -179,3 +179,7 @@ def run_delivery_benchmark(checkpoint: Path, best: Row, device: str, rates: list
 
 def entry_point() -> None:
     sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..errors import HydraNetError
 from ..images import find_images, read_rgb, write_png
-from ..postprocess import Prediction
+from ..postprocess import CONFIDENCE, PARTS, Prediction
 from ..presets import Preset, preset_names
 from ..visualize import colorize_depth, colorize_labels, colorize_normals, depth_range, montage
 from .common import add_engine_arguments, predictor_from_args, run_main
@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def output_paths(out: Path, image: Path, has_normals: bool) -> dict[str, Path]:
-    names = {"labels": "labels.png", "segmentation": "segmentation.png", "depth": "depth.npy",
+    names = {"labels": "labels.png", "confidence": "confidence.png",
+             "segmentation": "segmentation.png", "depth": "depth.npy",
              "depth_color": "depth.png", "montage": "montage.png"}
     if has_normals:
         names["normals"] = "normals.png"
@@ -60,6 +61,7 @@ def write_outputs(paths: dict[str, Path], rgb: np.ndarray, pred: Prediction,
     depth_color = colorize_depth(pred.depth, depth_range(pred.depth, preset))
     panels = [("input", rgb), ("segmentation", segmentation), ("depth", depth_color)]
     write_png(paths["labels"], pred.labels)
+    write_png(paths["confidence"], pred.confidence)
     write_png(paths["segmentation"], segmentation)
     np.save(paths["depth"], pred.depth)
     write_png(paths["depth_color"], depth_color)
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"{PROG}: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        write_outputs(paths, rgb, predictor.predict(rgb), predictor.preset)
+        prediction = predictor.predict(rgb, parts=frozenset(PARTS + (CONFIDENCE,)))
+        write_outputs(paths, rgb, prediction, predictor.preset)
     done = len(images) - failures
     print(f"{PROG}: wrote outputs for {done} of {len(images)} image(s) to {args.out}",
           file=sys.stderr)
@@ -97,3 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -67,3 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..model import HydraNet
-from ..postprocess import Prediction, label_dtype
+from ..postprocess import CONFIDENCE, Prediction, label_dtype
 from ..presets import Preset
 from .base import Engine, EngineError, check_batch, normalize_nhwc
 
@@ -149,15 +149,29 @@ def postprocess_on_device(outputs: tuple[torch.Tensor, ...], size: tuple[int, in
     def upsample(raw: torch.Tensor) -> torch.Tensor:
         return F.interpolate(raw.float(), size=size, mode="bicubic", align_corners=False)[0]
 
-    result: dict[str, torch.Tensor | None] = {"labels": None, "depth": None, "normals": None}
-    if "labels" in parts:
-        ids = upsample(outputs[0]).argmax(dim=0)
-        result["labels"] = ids.to(torch.uint8 if label_dtype(num_classes) == np.uint8 else torch.int32)
+    result: dict[str, torch.Tensor | None] = {"labels": None, "depth": None, "normals": None,
+                                              "confidence": None}
+    if "labels" in parts or CONFIDENCE in parts:
+        scores = upsample(outputs[0])
+        ids = scores.argmax(dim=0)
+        if "labels" in parts:
+            result["labels"] = ids.to(torch.uint8 if label_dtype(num_classes) == np.uint8
+                                      else torch.int32)
+        if CONFIDENCE in parts:
+            result["confidence"] = confidence_on_device(scores)
     if "depth" in parts:
         result["depth"] = upsample(outputs[1])[0].abs()
     if "normals" in parts and len(outputs) > 2:
         result["normals"] = F.normalize(upsample(outputs[2]), dim=0).permute(1, 2, 0)
     return result
+
+
+def confidence_on_device(scores: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) upsampled scores -> (H, W) uint8, 255 x the softmax probability of the best
+    class (as ``postprocess.labels_and_confidence`` on the host); 0 where not finite."""
+    total = torch.exp(scores - scores.amax(dim=0)).sum(dim=0)
+    probability = torch.nan_to_num(255.0 / total, nan=0.0, posinf=0.0, neginf=0.0)
+    return probability.clamp_(0.0, 255.0).round_().to(torch.uint8)
 
 
 def download(tensors: dict[str, torch.Tensor | None]) -> dict[str, np.ndarray | None]:

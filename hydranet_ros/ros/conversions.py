@@ -215,6 +215,14 @@ def camera_info_for(info, header, kit: MessageKit | None = None):
                           roi=info.roi)
 
 
+def label_info_message(label_info_cls: type, vision_class_cls: type, class_names, header,
+                       threshold: float):
+    """A vision_msgs/LabelInfo: class id -> name for every class of the preset (the classes
+    are given, as vision_msgs is optional and not on PyPI)."""
+    return label_info_cls(header=header, threshold=float(threshold), class_map=[
+        vision_class_cls(class_id=i, class_name=name) for i, name in enumerate(class_names)])
+
+
 def frame_messages(arrays: dict[str, np.ndarray], header, info,
                    kit: MessageKit | None = None) -> dict:
     """The messages of one frame by relative topic: every output array stamped with the

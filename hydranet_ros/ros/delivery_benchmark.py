@@ -56,7 +56,8 @@ class Received:
 class Consumer:
     """This process's node: the subscriptions and the node's /diagnostics."""
 
-    def __init__(self, namespace: str, topics: dict[str, type], reliabilities) -> None:
+    def __init__(self, namespace: str, topics: dict[str, type], reliabilities,
+                 depth: int = 5) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -67,7 +68,7 @@ class Consumer:
         self.status_name = f"{namespace.rstrip('/')}/{NODE_NAME}: HydraNet"
         self.subscriptions = []
         for reliability in reliabilities:
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability={
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability={
                 "reliable": ReliabilityPolicy.RELIABLE,
                 "best_effort": ReliabilityPolicy.BEST_EFFORT}[reliability])
             for topic, msg_type in topics.items():
@@ -106,7 +107,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, int] = (480, 640),
                      backend: str = "auto", device: str = "cpu", dds_profile: bool = True,
                      outputs: tuple[str, ...] | None = None,
-                     reliabilities: tuple[str, ...] = RELIABILITIES,
+                     reliabilities: tuple[str, ...] = RELIABILITIES, qos_depth: int = 5,
                      node_params: dict | None = None, logs: Path | None = None,
                      progress=None) -> dict:
     """One run: the camera publishes ``frames`` frames of ``size`` (height, width) at
@@ -143,7 +144,7 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
             finally:
                 probe.destroy_node()
             topics = {t: m for t, m in output_topic_types(names).items() if t in model_topics}
-            consumer = Consumer(namespace, topics, reliabilities)
+            consumer = Consumer(namespace, topics, reliabilities, qos_depth)
             _wait(consumer.matched, processes, logs, "the node's publishers did not match "
                   "the consumer's subscriptions")
             processes["synthetic_camera"] = start(
@@ -210,7 +211,10 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             diagnostics: dict, received: Received, topics, reliabilities) -> dict:
     processed = int(diagnostics.get("frames processed", 0))
     node_p50 = diagnostics.get(LONG_RUN_KEY)
-    rows = {}
+    rows, complete = {}, {}
+    for reliability in reliabilities:  # frames of which every subscribed output arrived
+        stamp_sets = [set(received.times.get((topic, reliability), {})) for topic in topics]
+        complete[reliability] = len(set.intersection(*stamp_sets)) if stamp_sets else 0
     for topic in topics:
         rows[topic] = {}
         for reliability in reliabilities:
@@ -228,7 +232,7 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             "frames_processed": processed,
             "node_stamp_to_publish_p50_ms": float(node_p50) if node_p50 else None,
             "node_inference_p50_ms": _float(diagnostics.get("inference time p50 (ms)")),
-            "outputs": rows}
+            "frames_with_every_output": complete, "outputs": rows}
 
 
 def _float(text: str | None) -> float | None:
@@ -244,7 +248,8 @@ def format_delivery(run: dict) -> str:
             f"{'large-data profile' if run['dds_profile'] else 'defaults'}: camera published "
             f"{run['frames_published']}, node received {run['frames_received_by_node']} and "
             f"processed {run['frames_processed']} (its stamp to publish p50 "
-            f"{run['node_stamp_to_publish_p50_ms']} ms)")
+            f"{run['node_stamp_to_publish_p50_ms']} ms); frames with every output: " +
+            ", ".join(f"{r.replace('_', '-')} {n}" for r, n in run["frames_with_every_output"].items()))
     reliabilities = list(next(iter(run["outputs"].values())).keys()) if run["outputs"] else []
     header = f"  {'output':<22}" + "".join(
         f" | {r.replace('_', '-') + ': got':>18} {'p50 ms':>7} {'p90 ms':>7} {'cb p50':>7}"

@@ -28,6 +28,7 @@ def status_values(snap: Snapshot) -> dict[str, str]:
         "frames processed": str(snap.total_processed),
         "frames dropped": str(snap.total_dropped),
         "frames rejected": str(snap.total_rejected),
+        "frames skipped, no subscribers": str(snap.total_idle),
         "frames per network call": f"{snap.total_processed / snap.total_batches:.2f}"
         if snap.total_batches else "nan",
         "inference time p50 (ms)": _ms(median(snap.inference_s)),

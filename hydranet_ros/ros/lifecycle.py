@@ -1,8 +1,16 @@
 """Running a node as a program: one error line and exit 1 when it cannot start, a quiet
-exit on Ctrl-C or SIGTERM (rclpy turns both into a context shutdown)."""
+exit with status 0 on Ctrl-C or SIGTERM (rclpy turns both into a context shutdown).
+
+Under ``ros2 launch`` a Ctrl-C in the terminal reaches every node twice: from the terminal
+(the whole process group) and again from launch itself. The second one must not interrupt
+the clean-up with a ``KeyboardInterrupt`` traceback, so once shutdown has begun the process
+ignores further SIGINT and SIGTERM; the clean-up is bounded (the node waits at most
+``STOP_TIMEOUT_S`` for a frame in flight), well within launch's own escalation to SIGKILL.
+"""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 import rclpy
@@ -13,6 +21,12 @@ from rclpy.utilities import get_rmw_implementation_identifier
 
 from ..errors import HydraNetError
 from .transport import configure_large_data
+
+
+def ignore_further_signals() -> None:
+    """Shutdown has begun: another Ctrl-C or SIGTERM must not break off the clean-up."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def run_node(create: Callable[[], Node], name: str, args: list[str] | None = None,
@@ -29,8 +43,13 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
         node = create()
     except (HydraNetError, ParameterException) as exc:
         rclpy.logging.get_logger(name).error(str(exc))
+        ignore_further_signals()
         rclpy.try_shutdown()
         return 1
+    except (KeyboardInterrupt, ExternalShutdownException):  # stopped while starting
+        ignore_further_signals()
+        rclpy.try_shutdown()
+        return 0
     if transport is not None:
         logger = node.get_logger()
         (logger.warning if transport.warning else logger.info)(transport.message)
@@ -42,7 +61,12 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
                 rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise  # a real failure
+        # the shutdown raced a callback (a publish on the context being closed): not an error
     finally:
+        ignore_further_signals()
         if on_exit is not None:
             on_exit(node)
         node.destroy_node()

@@ -32,13 +32,15 @@ from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
-                          frame_messages, image_to_rgb, output_topic_types)
+                          frame_messages, image_to_rgb, label_info_message, output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
-from .qos import profile, publisher_events, subscription_events
+from .qos import latched, profile, publisher_events, subscription_events
 
 NODE_NAME = "hydranet"
+#: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
+LABEL_INFO_TOPIC = "segmentation/label_info"
 WARN_PERIOD_S = 5.0
 STOP_TIMEOUT_S = 1.5
 
@@ -55,6 +57,7 @@ class Camera:
     name: str  # "" for the single-camera layout
     info: CameraInfo | None = None
     publishers: dict[str, object] = field(default_factory=dict)
+    label_info: object | None = None  # its LabelInfo publisher, when vision_msgs is there
 
     def topic(self, relative: str) -> str:
         return f"{self.name}/{relative}" if self.name else relative
@@ -130,6 +133,7 @@ class HydraNetNode(Node):
                                      event_callbacks=subscription_events(logger, info_topic, in_rel))
             logger.info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
         self._sync_publishers()
+        self._open_label_info()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
 
@@ -155,6 +159,30 @@ class HydraNetNode(Node):
                                                   self.resolve_topic_name(name), reliability)
                         publishers[topic] = self.create_publisher(msg_type, name, qos,
                                                                   event_callbacks=events)
+
+    def _open_label_info(self) -> None:
+        """segmentation/label_info per camera, latched: the class names for consumers such as
+        Nav2's semantic segmentation layer, sent before the first mask."""
+        try:
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            self.get_logger().info(f"vision_msgs is not installed: '{LABEL_INFO_TOPIC}' (class "
+                                   "names for navigation stacks) is not published; it comes "
+                                   "with ROS (ros-$ROS_DISTRO-vision-msgs)")
+            return
+        self._label_info_types = (LabelInfo, VisionClass)
+        for camera in self.cameras.values():
+            camera.label_info = self.create_publisher(LabelInfo, camera.topic(LABEL_INFO_TOPIC),
+                                                      latched())
+        self._publish_label_info()
+
+    def _publish_label_info(self) -> None:
+        header = Image().header
+        header.stamp = self.get_clock().now().to_msg()
+        msg = label_info_message(*self._label_info_types, self.predictor.preset.class_names,
+                                 header, self.param("label_info_threshold"))
+        for camera in self.cameras.values():
+            camera.label_info.publish(msg)
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -185,6 +213,9 @@ class HydraNetNode(Node):
         self.settings = self._read_settings()
         if any(p.name.startswith("publish_") for p in params):
             self._sync_publishers()
+        if any(p.name == "label_info_threshold" for p in params) and \
+                any(c.label_info is not None for c in self.cameras.values()):
+            self._publish_label_info()
 
     # -- receipt ----------------------------------------------------------------------------
 
@@ -205,6 +236,8 @@ class HydraNetNode(Node):
                 self._process([job for name, frame in frames.items()
                                if (job := self._decode(self.cameras[name], frame)) is not None])
             except Exception as exc:  # an engine failure must not end the node
+                if self._stopping.is_set() or not self.context.ok():
+                    return  # shutting down: publishing on a closed context fails, quietly
                 for _ in frames:
                     self.stats.rejected("processing error")
                 stamps = ", ".join(_stamp_text(frame.msg) for frame in frames.values())
@@ -215,6 +248,7 @@ class HydraNetNode(Node):
         """The frame as an RGB array with its intrinsics; None if nobody wants it or it is bad."""
         wanted = self._wanted(camera)
         if not wanted:
+            self.stats.idle()
             return None
         msg = frame.msg
         try:

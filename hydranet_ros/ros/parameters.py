@@ -67,6 +67,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               low=0, high=MAX_SIZE),
     *(ParamSpec(f"publish_{spec.name}", True, f"publish '{spec.topic}' (computed only while "
                 "someone subscribes)") for spec in OUTPUTS),
+    ParamSpec("label_info_threshold", 0.0, "'threshold' of segmentation/label_info: the "
+              "confidence (0-1) below which consumers should not trust a label; the node "
+              "itself publishes every label", low=0.0, high=1.0),
     ParamSpec("overlay_alpha", 0.5, "weight of the class colours in segmentation/overlay",
               low=0.0, high=1.0),
     ParamSpec("max_depth", 0.0, "depth beyond this (m) is published as NaN; 0: the preset's "

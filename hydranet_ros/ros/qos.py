@@ -19,6 +19,14 @@ def profile(reliability: str, depth: int) -> QoSProfile:
                       reliability=RELIABILITY[reliability], durability=DurabilityPolicy.VOLATILE)
 
 
+def latched() -> QoSProfile:
+    """Reliable, transient local, depth 1: a late-joining subscriber still gets the last
+    message (for data that changes rarely, such as the class names)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 def _policy_name(kind) -> str:
     try:
         return QoSPolicyKind(kind).name.lower()

@@ -33,8 +33,11 @@ PROFILE_FILE = "fastdds_large_data.xml"
 SWITCH = "HYDRANET_DDS_PROFILE"
 OFF_VALUES = ("off", "0", "false", "no")
 #: Where Fast DDS looks for a default profile: 3.x (ROS 2 Kilted and later) reads the first,
-#: 2.x (Humble, Jazzy) the second; we set both, and either set by the user wins.
+#: 2.x (Humble, Jazzy) the second (3.x's rmw warns that it is deprecated); we set the one the
+#: loaded Fast DDS reads, and either set by the user wins.
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: The library of Fast DDS 2.x; 3.x is libfastdds.
+FAST_DDS_2_LIBRARY = "libfastrtps.so"
 #: Other ways a user chooses Fast DDS's transports, which we never override.
 USER_TRANSPORT_VARIABLES = ("FASTDDS_BUILTIN_TRANSPORTS",)
 #: Profiles Fast DDS loads from the working directory by itself.
@@ -82,9 +85,20 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
+def profile_variable(maps: Path = Path("/proc/self/maps")) -> str:
+    """The variable the Fast DDS loaded in this process reads (after ``rclpy.init``, the RMW
+    library and Fast DDS are mapped): FASTRTPS_... for 2.x, FASTDDS_... for 3.x and later."""
+    try:
+        text = maps.read_text()
+    except OSError:
+        return PROFILE_VARIABLES[0]
+    return PROFILE_VARIABLES[1] if FAST_DDS_2_LIBRARY in text else PROFILE_VARIABLES[0]
+
+
 def configure_large_data(rmw: str, environ: MutableMapping[str, str] = os.environ,
                          cwd: Path | None = None, shared_memory: Path = SHARED_MEMORY,
-                         profile: Path | None = None) -> TransportSetting:
+                         profile: Path | None = None,
+                         variable: str | None = None) -> TransportSetting:
     """Point Fast DDS at the large-data profile unless the user chose otherwise; call it
     after ``rclpy.init`` and before the process's first node. Returns what is in effect."""
     if not rmw.startswith(FAST_DDS_PREFIX):
@@ -123,8 +137,7 @@ def configure_large_data(rmw: str, environ: MutableMapping[str, str] = os.enviro
                                     "shared-memory segment (in Docker: --shm-size=1g); samples "
                                     "over 0.5 MB go over UDP, where best-effort subscribers "
                                     "lose many of them", warning=True)
-    for name in PROFILE_VARIABLES:
-        environ[name] = str(profile)
+    environ[variable or profile_variable()] = str(profile)
     return TransportSetting(True, f"DDS transport: Fast DDS, shared memory with a {_mib(size)} "
                             "segment for subscribers on this host, UDPv4 for others "
                             f"({profile}; {SWITCH}=off turns it off)")

@@ -168,7 +168,8 @@ def _plane_hits(canvas: _Canvas, axis: int, value: float, sign: float) -> tuple[
 
 def _ground(canvas: _Canvas, street: Street) -> None:
     hit, t = _plane_hits(canvas, 1, 0.0, 1.0)
-    lateral = np.abs(canvas.origin[0] + t * canvas.rays[..., 0])
+    # where a ray misses (t = inf) its lateral offset is unused; 0 keeps inf * 0 out of it
+    lateral = np.abs(canvas.origin[0] + np.where(hit, t, 0.0) * canvas.rays[..., 0])
     walk_edge = street.road_half_width + street.sidewalk_width
     labels = np.where(lateral < street.road_half_width, ROAD,
                       np.where(lateral < walk_edge, SIDEWALK, VEGETATION)).astype(np.uint8)

@@ -1,0 +1,47 @@
+"""``hydranet-nav2``: the parameters of Nav2's semantic segmentation costmap layer for the
+node's outputs, with the class groups of a preset (traversable, obstacle, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import HydraNetError
+from ..navigation import nav2_params_yaml
+from ..presets import get_preset, preset_names
+from .common import run_main
+
+PROG = "hydranet-nav2"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser.add_argument("--preset", required=True, choices=preset_names(),
+                        help="the preset the node runs with (its class names)")
+    parser.add_argument("--namespace", default="hydranet",
+                        help="the node's namespace (hydranet.launch.py's default: hydranet)")
+    parser.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    text = nav2_params_yaml(get_preset(args.preset), args.namespace)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    if args.out.exists() and not args.overwrite:
+        raise HydraNetError(f"refusing to overwrite {args.out} (use --overwrite)")
+    args.out.write_text(text)
+    print(f"{PROG}: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    entry_point()
