@@ -103,6 +103,31 @@ def randomize(model: HydraNet, seed: int) -> HydraNet:
     return model.eval()
 
 
+def guard_model(num_classes: int, num_tasks: int, seed: int = 0) -> HydraNet:
+    """A model whose every layer matters, for the engine guards: the trunk and the heads of
+    the bundled trained weights, He-initialised heads where the shape differs (40 classes).
+
+    Activations keep trained magnitudes through every layer, so zeroing any module changes
+    the outputs measurably (test_engines checks it); the release's N(0, 0.01) initialisation
+    shrinks them to ~1e-10 after layer3, where only the shallow path decides the outputs.
+    """
+    from hydranet_ros.checkpoint import read_state_dict
+    from hydranet_ros.weights import resolve
+    trained = read_state_dict(resolve("synthetic"))
+    model = HydraNet(num_classes, num_tasks)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name in trained and trained[name].shape == tensor.shape:
+                tensor.copy_(trained[name].float())
+            elif name.endswith("bias"):
+                tensor.zero_()
+            else:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+    return model.eval()
+
+
 def make_model(num_classes: int, num_tasks: int, seed: int = 0) -> HydraNet:
     return randomize(HydraNet(num_classes, num_tasks), seed)
 

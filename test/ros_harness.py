@@ -16,10 +16,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hydranet_ros.outputs import OUTPUTS
+from hydranet_ros.ros.node import STOP_TIMEOUT_S
 from hydranet_ros.ros.conversions import output_topic_types
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_EXE = str(Path(sys.executable).with_name("hydranet_node"))
+#: How long a node may take to exit after SIGINT/SIGTERM: its own wait for a frame in flight,
+#: plus tearing down DDS, the engine and the interpreter on a busy machine.
+STOP_BOUND_S = STOP_TIMEOUT_S + 3.0
 OUTPUT_TYPES = output_topic_types(spec.name for spec in OUTPUTS)
 
 

@@ -30,18 +30,27 @@ def test_bundled_weights_are_small_half_precision_and_load():
     assert (model.num_classes, model.num_tasks) == (6, 3)
 
 
+#: What the bundled weights reach on these 12 frames of 4 held-out streets through the node
+#: (measured: mIoU 0.968, AbsRel 0.050, normals 5.8 degrees), less a margin that a real
+#: regression would cross and run-to-run noise (backend, CPU) does not.
+DEMO_FRAMES, FRAME_STEP = 12, 8
+MIN_MIOU, MAX_ABS_REL, MAX_NORMAL_DEG = 0.94, 0.065, 7.0
+
+
 def test_demo_meets_the_targets_on_held_out_frames(tmp_path):
     out = tmp_path / "demo_out"
     result = subprocess.run(
-        [DEMO, "--frames", "10", "--out", str(out), "--rate", "2", "--montage-every", "4",
-         "--min-miou", "0.75", "--max-abs-rel", "0.12", "--max-normal-deg", "15"],
+        [DEMO, "--frames", str(DEMO_FRAMES), "--frame-step", str(FRAME_STEP), "--out", str(out),
+         "--rate", "2", "--montage-every", "4", "--min-miou", str(MIN_MIOU),
+         "--max-abs-rel", str(MAX_ABS_REL), "--max-normal-deg", str(MAX_NORMAL_DEG)],
         capture_output=True, text=True, timeout=600)
     logs = "\n".join(p.read_text()[-1500:] for p in sorted((out / "logs").glob("*.log")))
     assert result.returncode == 0, result.stdout + result.stderr + logs
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["frames"] == 10
-    assert summary["miou"] >= 0.75 and summary["abs_rel"] <= 0.12
-    assert summary["normal_mean_deg"] <= 15
+    assert summary["frames"] == DEMO_FRAMES
+    assert summary["miou"] >= MIN_MIOU and summary["abs_rel"] <= MAX_ABS_REL
+    assert summary["normal_mean_deg"] <= MAX_NORMAL_DEG
+    assert all(iou >= 0.9 for iou in summary["per_class_iou"].values()), summary
     assert float(summary["node"]["processed rate (Hz)"]) > 0
     assert len(list((out / "montages").glob("frame_*.png"))) == 3  # frames 1, 5, 9
     assert (out / "demo.gif").stat().st_size > 0

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from hypothesis import given, settings  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
-from ros_harness import NodeProcess, Probe, camera_info, image_msg  # noqa: E402
+from ros_harness import STOP_BOUND_S, NodeProcess, Probe, camera_info, image_msg  # noqa: E402
 from test_fuzz import image_messages, numbers, st  # noqa: E402
 
 ENGINE = {"device": "cpu", "backend": "torch", "precision": "fp32"}
@@ -59,21 +60,24 @@ def send_and_wait(probe, rgb, topics=("segmentation/labels",), info=None, timeou
                           timeout=timeout)
 
 
-def diagnostics_values(probe, namespace: str, timeout=5.0) -> dict:
-    """The latest report of the node in ``namespace`` (/diagnostics is shared by all)."""
+def diagnostics_values(probe, namespace: str, timeout=5.0, with_status: bool = False):
+    """The latest report of the node in ``namespace`` (/diagnostics is shared by all); with
+    ``with_status`` also its level and message."""
     name = f"{namespace}/hydranet: HydraNet"
     probe.diagnostics.clear()
     assert probe.spin_until(lambda: any(d.status[0].name == name for d in probe.diagnostics),
                             timeout)
-    report = [d for d in probe.diagnostics if d.status[0].name == name][-1]
-    return {kv.key: kv.value for kv in report.status[0].values}
+    status = [d for d in probe.diagnostics if d.status[0].name == name][-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    return (values, status.level[0] if isinstance(status.level, bytes) else status.level,
+            status.message) if with_status else values
 
 
 def finish(proc, probe) -> str:
     probe.destroy()
     code, seconds = proc.stop()
     log = proc.log()
-    assert code == 0 and seconds < 2.0, log
+    assert code == 0 and seconds < STOP_BOUND_S, log
     assert "Traceback" not in log, log
     return log
 
@@ -121,6 +125,13 @@ def test_fuzzed_camera_info_never_takes_the_node_down(fuzz_target, k):
 
 def test_after_the_fuzzing_the_node_still_works(fuzz_target):
     proc, probe = fuzz_target
+    # two bad frames of its own, so that this test does not depend on the fuzzing before it
+    probe.image_pub.publish(to_ros(SimpleNamespace(height=4, width=4, encoding="8UC3",
+                                                   is_bigendian=0, step=12, data=bytes(48)),
+                                   probe.stamp()))
+    probe.image_pub.publish(to_ros(SimpleNamespace(height=4, width=4, encoding="rgb8",
+                                                   is_bigendian=0, step=12, data=bytes(47)),
+                                   probe.stamp()))
     found = send_and_wait(probe, picture(64, 48), ("segmentation/labels", "points"),
                           info=camera_info(64, 48))
     assert found, probe.report() + proc.log()
@@ -166,21 +177,27 @@ def test_a_60_hz_camera_into_a_slow_engine(ros, checkpoint, tmp_path):
             for msg in probe.received["segmentation/labels"][seen:]:
                 arrivals.append((time.monotonic(), (msg.header.stamp.sec, msg.header.stamp.nanosec)))
             seen = len(probe.received["segmentation/labels"])
-        values = diagnostics_values(probe, "/overload")
+        values, level, message = diagnostics_values(probe, "/overload", with_status=True)
     finally:
         stalled.destroy_node()
         log = finish(proc, probe)
+    # bounds from what this run measured (the node's own inference times, the fastest
+    # result), not from the machine's speed
     inference = float(values["inference time p50 (ms)"]) / 1e3
-    assert 0.03 < inference < 0.5, (values, log[-3000:])  # the engine is the bottleneck: ~10 Hz
+    slowest = float(values["inference time max (ms)"]) / 1e3
+    period = 1 / 60
+    assert inference > 3 * period, (values, log[-3000:])  # the engine is the bottleneck
     latencies = [t - sent[stamp] for t, stamp in arrivals if stamp in sent]
-    assert len(latencies) >= 6.0 / (inference * 3), (len(latencies), inference)
-    # no queue: every result is about one inference old, at the start as at the end
-    assert max(latencies) < 3 * inference + 0.25, (max(latencies), inference)
-    assert np.median(latencies[-5:]) < 2 * inference + 0.15
+    assert len(latencies) >= 6.0 / (slowest * 3), (len(latencies), slowest)
+    # no queue: a result waits for at most the inference in progress and its own, at the
+    # start as at the end (a queue would make the latency grow by a frame period per frame)
+    fastest = min(latencies)
+    assert max(latencies) < 2 * slowest + 2 * fastest, (max(latencies), slowest, fastest)
+    assert np.median(latencies[-5:]) < np.median(latencies[:5]) + slowest, latencies
     stamps = [stamp for _, stamp in arrivals]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert int(values["frames dropped"]) > len(sent) / 2, values
-    assert "dropping frames" in log or int(values["frames dropped"]) > 0
+    assert level == 1 and "dropping frames" in message, (level, message)  # WARN
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -292,7 +309,7 @@ def test_signals_during_inference(ros, checkpoint, tmp_path, sig):
         partial = probe.outputs_for(stamp, topics)
     finally:
         probe.destroy()
-    assert code == 0 and seconds < 2.0, proc.log()
+    assert code == 0 and seconds < STOP_BOUND_S, proc.log()
     assert "Traceback" not in proc.log()
     assert len(partial) in (0, len(topics)), sorted(partial)
 
@@ -330,17 +347,19 @@ def test_no_shell_eval_or_pickle_in_the_package():
                 assert "weights_only=True" in line, f"{path.name}: {line.strip()}"
 
 
-def test_soak_command_reports_latency_and_memory(ros, tmp_path):
+def test_soak_command_reports_latency_and_memory(ros, tmp_path, spare_domain):
     """A 12-second hydranet-soak: the report, the windows and the plot are written."""
     exe = str(Path(sys.executable).with_name("hydranet-soak"))
     out = tmp_path / "soak"
     done = subprocess.run([exe, "--minutes", "0.2", "--window", "4", "--rate", "10",
                            "--out", str(out)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)})
+                          env={**os.environ, "ROS_DOMAIN_ID": spare_domain})
     assert done.returncode == 0, done.stderr + done.stdout
     report = json.loads((out / "soak.json").read_text())
     assert len(report["windows"]) == 3 and report["frames_received"] > 10
     assert all(w["latency_p99_ms"] >= w["latency_p50_ms"] > 0 for w in report["windows"])
-    assert report["rss_end_mb"] > 100 and abs(report["rss_growth_after_first_window"]) < 0.5
+    # the node's memory settles after the first window (measured here: +0.01 % over the
+    # next 8 s; a 10-minute soak: +0.1 %); the goal is under 5 %
+    assert report["rss_end_mb"] > 100 and report["rss_growth_after_first_window"] < 0.05
+    assert "(within the 5 % goal)" in done.stdout
     assert (out / "soak.png").read_bytes()[:4] == b"\x89PNG"
-    assert "within the 5 % goal" in done.stdout or "ABOVE" in done.stdout

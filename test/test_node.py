@@ -22,7 +22,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from ros_harness import NodeProcess, Probe, camera_info, image_msg  # noqa: E402
+from ros_harness import STOP_BOUND_S, NodeProcess, Probe, camera_info, image_msg  # noqa: E402
 
 HEIGHT, WIDTH = 96, 128
 ALL_TOPICS = [spec.topic for spec in OUTPUTS] + ["depth/camera_info"]
@@ -298,6 +298,10 @@ def test_runtime_parameter_changes_take_effect(probe, node, predictor):
 
 
 def test_diagnostics_report(probe):
+    bad = image_msg(picture(), "rgb8", probe.stamp())
+    bad.encoding = "8UC3"  # rejected: counted in the report (sent here, not by other tests)
+    probe.image_pub.publish(bad)
+    probe.spin_until(lambda: False, timeout=0.5)  # the idle node takes it before the next
     probe.diagnostics.clear()
     for _ in range(3):
         probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
@@ -310,7 +314,7 @@ def test_diagnostics_report(probe):
         assert key in values
     assert values["device"] == "cpu" and values["backend"] == "torch fp32"
     assert int(values["frames processed"]) >= 3
-    assert int(values["frames rejected"]) >= 4  # the bad frames sent earlier
+    assert int(values["frames rejected"]) >= 1
     assert int(values["rejected: encoding"]) >= 1
 
 
@@ -439,14 +443,15 @@ def test_bad_weights_at_startup_exit_with_one_line(ros, tmp_path, weights, messa
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_stop_the_node_quickly_and_cleanly(ros, checkpoint, tmp_path, sig):
-    proc = NodeProcess(tmp_path / "sig.log", {"weights": str(checkpoint), "device": "cpu"},
+    # the reference engine: slow enough (hundreds of ms at 320x240) that the signal lands
+    # while the network runs
+    proc = NodeProcess(tmp_path / "sig.log", {"weights": str(checkpoint), "device": "cpu",
+                                              "backend": "reference"},
                        namespace=f"/sig{int(sig)}")
     probe = Probe("sig_probe", namespace=f"/sig{int(sig)}")
     try:
         assert proc.wait_for_log("subscribed to"), proc.log()
         assert probe.wait_connected(probe.image_pub)
-        # 320x240 keeps the network busy for a few hundred ms per frame (larger frames
-        # are too big for reliable best-effort delivery over UDP, see README)
         big = np.zeros((240, 320, 3), dtype=np.uint8)
         assert probe.exchange(probe.image_pub, lambda s: image_msg(big, "rgb8", s),
                               ["segmentation/labels"]), probe.report() + proc.log()
@@ -458,7 +463,7 @@ def test_signals_stop_the_node_quickly_and_cleanly(ros, checkpoint, tmp_path, si
     finally:
         probe.destroy()
     assert code == 0, proc.log()
-    assert seconds < 2.0, f"took {seconds:.2f} s to exit\n" + proc.log()
+    assert seconds < STOP_BOUND_S, f"took {seconds:.2f} s to exit\n" + proc.log()
     assert "Traceback" not in proc.log()
 
 

@@ -30,6 +30,9 @@ PARAMS = (
     ParamSpec("seed", 0, "street to drive down (next streets follow)", read_only=True,
               low=0, high=2**31 - 1),
     ParamSpec("held_out", False, "show the held-out evaluation frames instead", read_only=True),
+    ParamSpec("held_out_step", 1, "with held_out: show every n-th held-out frame (25 per "
+              "street; a step of 8 visits a new street every few frames)", read_only=True,
+              low=1, high=1000),
     ParamSpec("frames", 0, "stop publishing after this many frames (0: never)",
               read_only=True, low=0, high=10**9),
     ParamSpec("frame_id", "camera_optical_frame", "frame_id of every header", read_only=True),
@@ -58,6 +61,7 @@ class SyntheticCamera(Node):
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.world = SyntheticWorld(value("width"), value("height"), value("hfov_deg"))
         self.held_out, self.seed = value("held_out"), value("seed")
+        self.held_out_step = value("held_out_step")
         self.limit, self.frame_id = value("frames"), value("frame_id")
         reliability = value("reliability")
         qos = profile(reliability, value("depth"))
@@ -73,7 +77,7 @@ class SyntheticCamera(Node):
 
     def frame(self, k: int):
         if self.held_out:
-            return held_out_frame(self.world, k)
+            return held_out_frame(self.world, k * self.held_out_step)
         per_street = frames_per_street()
         return self.world.frame(self.seed + k // per_street, k % per_street)
 
