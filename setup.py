@@ -17,6 +17,7 @@ CONSOLE_SCRIPTS = [
     "hydranet-bag = hydranet_ros.cli.bag:entry_point",
     "hydranet-soak = hydranet_ros.cli.soak:entry_point",
     "hydranet-nav2 = hydranet_ros.cli.nav2:entry_point",
+    "hydranet-fleet = hydranet_ros.cli.fleet:entry_point",
     "hydranet_node = hydranet_ros.ros.node:entry_point",
     "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
     "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
@@ -41,10 +42,12 @@ setup(
                       "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
-        # the fast CPU backends, ONNX export, and the benchmark's chart
-        "engines": ["openvino", "onnxruntime", "onnx", "matplotlib"],
+        # the fast CPU backends, int8 quantisation (nncf), ONNX export, the benchmark chart
+        "engines": ["openvino", "onnxruntime", "onnx", "matplotlib", "nncf"],
         # hydranet-bag: rosbag2 reading and writing without ROS
         "bag": ["rosbags"],
+        # hydranet-fleet: many bags at once on a Ray cluster (a local one by default)
+        "fleet": ["rosbags", "ray"],
         "test": ["pytest", "pyyaml", "hypothesis", "colcon-core", "colcon-ros", "colcon-cmake",
                  "colcon-python-setup-py", "ros-ament-package",
                  # building a vision_msgs stand-in for the LabelInfo test (with cmake and gcc)

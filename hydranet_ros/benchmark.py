@@ -7,6 +7,7 @@ Used by ``hydranet-bench``; ROS-free (the node's end-to-end measurement is in
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from .engines import Engine, EngineError, build_engine
 from .engines.openvino_engine import cpu_supports_bf16
+from .engines.quantize import SYNTHETIC
 from .model import HydraNet
 from .postprocess import PARTS
 from .presets import Preset
@@ -51,6 +53,8 @@ def cases(device: torch.device) -> list[tuple[str, str]]:
     found += [("torch", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         found.append(("openvino", "bf16"))
+    if importlib.util.find_spec("nncf") is not None:
+        found.append(("openvino", "int8"))
     return found + [("onnxruntime", "fp32")]
 
 
@@ -118,8 +122,9 @@ def measure(engine: Engine, size: tuple[int, int], runs: int) -> tuple[list[floa
 
 def bench_engines(model: HydraNet, preset: Preset, device: torch.device,
                   sizes=SIZES, selected: list[tuple[str, str]] | None = None, runs: int = 10,
-                  progress=None, warn=print) -> list[Row]:
-    """One row per backend x precision x size that could run here."""
+                  progress=None, warn=print, calibration: str = SYNTHETIC) -> list[Row]:
+    """One row per backend x precision x size that could run here (int8 calibrated on
+    ``calibration``: speed does not depend on which frames)."""
     rows: list[Row] = []
     for size in sizes:
         baseline_ms = None
@@ -128,7 +133,8 @@ def bench_engines(model: HydraNet, preset: Preset, device: torch.device,
             if progress is not None:
                 progress.set_description(label)
             try:
-                engine = build_engine(model, preset, backend, device, precision)
+                engine = build_engine(model, preset, backend, device, precision,
+                                      calibration=calibration)
                 network, predict, peak = measure(engine, size, runs)
             except EngineError as exc:
                 warn(f"skipped {label}: {exc}")
@@ -160,6 +166,41 @@ def bench_cameras(engine: Engine, preset: Preset, size: tuple[int, int], counts=
         results.append({"cameras": n, "batch_ms": round(median * 1e3, 1),
                         "frames_per_s": round(n / median, 1)})
     return results
+
+
+def accuracy_cost(cases_: list[tuple[str, str]], frames: int = 20,
+                  size: tuple[int, int] = (240, 320)) -> dict[str, dict]:
+    """What each CPU precision costs in accuracy, with the bundled weights on held-out frames
+    of several streets (5 apart), against the eager fp32 reference; int8 calibrated on other
+    held-out frames. Keyed 'backend precision'."""
+    from .checkpoint import load_model
+    from .evaluation import compare_engines, held_out_frame
+    from .presets import get_preset
+    from .synthetic.render import SyntheticWorld
+    from .weights import resolve
+    preset = get_preset("synthetic")
+    model = load_model(resolve("synthetic"))
+    world = SyntheticWorld(size[1], size[0])
+    data = [held_out_frame(world, 5 * k) for k in range(frames)]
+    cpu = torch.device("cpu")
+    engines = {"reference fp32": build_engine(model, preset, "reference", cpu)}
+    for backend, precision in cases_:
+        if backend == "openvino":
+            engines[f"{backend} {precision}"] = build_engine(model, preset, backend, cpu,
+                                                             precision, calibration=SYNTHETIC)
+    return compare_engines(engines, preset, data, "reference fp32")
+
+
+def format_accuracy(results: dict[str, dict]) -> str:
+    base = results["reference fp32"]
+    lines = [f"  {'engine':<16} {'labels = fp32':>13} {'mIoU':>14} {'depth AbsRel':>16} "
+             f"{'normals mean':>18}"]
+    for name, r in results.items():
+        lines.append(f"  {name:<16} {r['labels_agree_with_baseline'] * 100:12.2f}% "
+                     f"{r['miou']:7.4f} ({r['miou'] - base['miou']:+.4f}) "
+                     f"{r['abs_rel']:7.4f} ({r['abs_rel'] - base['abs_rel']:+.4f}) "
+                     f"{r['normal_mean_deg']:6.2f} deg ({r['normal_mean_deg'] - base['normal_mean_deg']:+.2f})")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[Row]) -> str:

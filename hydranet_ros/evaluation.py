@@ -6,9 +6,13 @@ seeds training never draws (see synthetic.scene.TRAIN_SEEDS).
 
 from __future__ import annotations
 
+import numpy as np
+
+from .engines import Engine
 from .metrics import RunningMetrics
 from .outputs import OutputSettings, compute_outputs
 from .predictor import Predictor
+from .presets import Preset
 from .synthetic.render import SyntheticFrame, SyntheticWorld
 from .synthetic.scene import HELD_OUT_SEED_START
 
@@ -40,6 +44,29 @@ def evaluate_held_out(predictor: Predictor, count: int, width: int = 320,
         update_metrics(metrics, compute_outputs(frame.rgb, pred, preset, settings, EVALUATED),
                        frame)
     return metrics.summary()
+
+
+def compare_engines(engines: dict[str, Engine], preset: Preset, frames: list[SyntheticFrame],
+                    baseline: str) -> dict[str, dict]:
+    """Each engine's metrics on ``frames`` (with ground truth), and how far its labels, depth
+    and normals are from the ``baseline`` engine's: what a cheaper precision costs."""
+    settings = OutputSettings()
+    results: dict[str, dict] = {}
+    predictions: dict[str, list] = {}
+    for name, engine in engines.items():
+        metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+        predictions[name] = []
+        for frame in frames:
+            pred = engine.predict([frame.rgb], frame.rgb.shape[:2], frozenset(EVALUATED))[0]
+            predictions[name].append(pred)
+            update_metrics(metrics, compute_outputs(frame.rgb, pred, preset, settings,
+                                                    EVALUATED), frame)
+        results[name] = metrics.summary()
+    for name, preds in predictions.items():
+        base = predictions[baseline]
+        agree = np.mean([(p.labels == b.labels).mean() for p, b in zip(preds, base)])
+        results[name]["labels_agree_with_baseline"] = float(agree)
+    return results
 
 
 def evaluate_folder(predictor: Predictor, root: str, depth_scale: float) -> dict:

@@ -50,12 +50,15 @@ class Predictor:
     @classmethod
     def from_weights(cls, weights: str, preset: str | None = None, device: str = "auto",
                      backend: str = "auto", precision: str = "auto", progress: bool = True,
-                     log: Log = print, warn: Log = print) -> "Predictor":
-        """Weights as a path or official preset name; the preset defaults to the weights'."""
+                     log: Log = print, warn: Log = print,
+                     calibration: str | None = None) -> "Predictor":
+        """Weights as a path or official preset name; the preset defaults to the weights'.
+        ``calibration``: the images int8 is calibrated on (a folder, or 'synthetic')."""
         path = weights_mod.resolve(weights, progress=progress)
         model = load_model(path)
         chosen = choose_preset(weights, preset, model, str(path))
-        return cls(create_engine(model, chosen, backend, device, precision, log, warn), chosen)
+        return cls(create_engine(model, chosen, backend, device, precision, log, warn,
+                                 calibration), chosen)
 
     @classmethod
     def for_model(cls, model: HydraNet, preset: Preset, device: str = "cpu",

@@ -23,6 +23,7 @@ PACKAGE = "hydranet_ros"
 #: Launch arguments that, when given, override the parameter of the same meaning.
 OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
              "backend": "backend", "precision": "precision",
+             "calibration_images": "calibration_images",
              "publish_pointcloud": "publish_points"}
 #: Set to "off" for the node's process when large_data_transport:=false (see transport.py).
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
@@ -103,7 +104,11 @@ def generate_launch_description():
                               description="auto, torch, openvino, onnxruntime or reference; "
                                           "empty: from params_file"),
         DeclareLaunchArgument("precision", default_value="",
-                              description="auto, fp32, fp16 or bf16; empty: from params_file"),
+                              description="auto, fp32, fp16, bf16 or int8 (openvino); empty: "
+                                          "from params_file"),
+        DeclareLaunchArgument("calibration_images", default_value="",
+                              description="int8: a folder of the camera's images to calibrate "
+                                          "on; empty: from params_file"),
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(share, "config", "hydranet.yaml"),
                               description="parameter file of hydranet_node"),

@@ -14,6 +14,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-    "$VENV/bin/python" -m pip install --quiet -e ".[ros,test,engines,bag]"
+    "$VENV/bin/python" -m pip install --quiet -e ".[ros,test,engines,bag,fleet]"
     echo "$want" > "$stamp"
 fi

@@ -19,7 +19,6 @@ from hydranet_ros.engines.base import normalization_table, normalize_nhwc
 from hydranet_ros.engines.export import cached_export
 from hydranet_ros.engines.torch_engine import TorchEngine, fold_batchnorm
 from hydranet_ros.evaluation import held_out_frame
-from hydranet_ros.model import HydraNet
 from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.predictor import Predictor
 from hydranet_ros.presets import get_preset

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import import_or_skip
 

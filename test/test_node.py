@@ -298,15 +298,21 @@ def test_runtime_parameter_changes_take_effect(probe, node, predictor):
 
 
 def test_diagnostics_report(probe):
-    bad = image_msg(picture(), "rgb8", probe.stamp())
-    bad.encoding = "8UC3"  # rejected: counted in the report (sent here, not by other tests)
-    probe.image_pub.publish(bad)
-    probe.spin_until(lambda: False, timeout=0.5)  # the idle node takes it before the next
     probe.diagnostics.clear()
     for _ in range(3):
         probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
-    assert probe.spin_until(lambda: len(probe.diagnostics) >= 2, timeout=10)
-    status = probe.diagnostics[-1].status[0]
+
+    def latest() -> dict:
+        ours = [d.status[0] for d in probe.diagnostics if d.status[0].name == "/hydranet: HydraNet"]
+        return {kv.key: kv.value for kv in ours[-1].values} if ours else {}
+    # a bad frame of its own (not one another test sent), until the report counts it
+    for _ in range(20):
+        bad = image_msg(picture(), "rgb8", probe.stamp())
+        bad.encoding = "8UC3"
+        probe.image_pub.publish(bad)
+        if probe.spin_until(lambda: int(latest().get("rejected: encoding", 0)) > 0, timeout=1.0):
+            break
+    status = [d.status[0] for d in probe.diagnostics if d.status[0].name == "/hydranet: HydraNet"][-1]
     values = {kv.key: kv.value for kv in status.values}
     assert status.name == "/hydranet: HydraNet" and status.hardware_id == "cpu"
     for key in ("input rate (Hz)", "processed rate (Hz)", "frames dropped", "inference time p50 (ms)",

@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import HydraNetError
+from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OutputSettings
 from ..presets import preset_names
 from ..ros.bag import DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, check_paths
@@ -60,6 +61,7 @@ def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_paths(request_from_args(args, 1))  # bad arguments fail before the model loads
+    keep_freed_memory()  # a frame loop: keep image-sized buffers mapped between frames
     predictor = predictor_from_args(args)
     batch = args.batch or (4 if predictor.engine.device.startswith("cuda") else 1)
     annotator = BagAnnotator(request_from_args(args, batch), predictor,

@@ -17,10 +17,11 @@ import torch
 from tqdm import tqdm
 
 from .. import weights as weights_mod
-from ..benchmark import (SIZES, Row, bench_cameras, bench_engines, bench_image, cases, format_table,
-                         rows_as_dicts, write_chart)
+from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines, bench_image,
+                         cases, format_accuracy, format_table, rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
 from ..engines import build_engine, select_device
+from ..engines.quantize import SYNTHETIC
 from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..model import HydraNet
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "('' to skip)")
     parser.add_argument("--delivery-frames", type=int, default=30,
                         help="frames the camera publishes per delivery rate")
+    parser.add_argument("--accuracy-frames", type=int, default=20, help="held-out frames "
+                        "for the accuracy cost of each CPU precision, with the bundled weights "
+                        "(0 to skip)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="folder for "
                         "bench.json and bench.png")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
@@ -96,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=len(sizes) * len(cases(device)), unit="case", file=sys.stderr) as bar:
         rows = bench_engines(model, preset, device, sizes, runs=args.runs, progress=bar, warn=note)
     print(format_table(rows))
+    if args.accuracy_frames > 0 and device.type == "cpu":
+        selected = sorted({(r.backend, r.precision) for r in rows if r.backend == "openvino"})
+        note(f"accuracy cost of each precision on {args.accuracy_frames} held-out frames")
+        report_accuracy = accuracy_cost(selected, args.accuracy_frames)
+        print(f"\naccuracy (bundled weights, {args.accuracy_frames} held-out frames of "
+              f"{(args.accuracy_frames * 5 - 1) // 25 + 1} streets, 320x240, against the eager "
+              f"fp32 model):\n" + format_accuracy(report_accuracy))
+    else:
+        report_accuracy = None
     candidates = [r for r in rows if r.size == f"{NODE_SIZE[1]}x{NODE_SIZE[0]}"] or rows
     best = min(candidates, key=lambda r: r.median_ms)
     if best.speedup == best.speedup:
@@ -103,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{best.speedup:.1f}x the eager fp32 model")
     report = {"machine": machine(), "model": f"{model.num_classes} classes, {model.num_tasks} tasks",
               "engines": rows_as_dicts(rows)}
+    if report_accuracy is not None:
+        report["accuracy"] = report_accuracy
     if counts:
-        engine = build_engine(model, preset, best.backend, device, best.precision)
+        engine = build_engine(model, preset, best.backend, device, best.precision,
+                              calibration=SYNTHETIC)
         report["cameras"] = bench_cameras(engine, preset, NODE_SIZE, counts)
         print(f"\ncameras batched ({best.backend} {best.precision}, 640x480, network and "
               "post-processing):")
@@ -171,7 +187,8 @@ def run_delivery_benchmark(checkpoint: Path, best: Row, device: str, rates: list
           f"{best.backend} {best.precision}):")
     for rate in rates:
         run = measure_delivery(str(checkpoint), rate, frames, NODE_SIZE, best.backend, device,
-                               node_params={"precision": best.precision, "max_depth": 1000.0})
+                               node_params={"precision": best.precision, "max_depth": 1000.0,
+                                            "calibration_images": SYNTHETIC})
         print(format_delivery(run))
         runs.append(run)
     return runs

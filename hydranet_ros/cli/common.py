@@ -49,11 +49,24 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference engine (auto: the fastest available; reference: the "
                              "release's exact eager fp32 computation)")
     parser.add_argument("--precision", default="auto", choices=("auto",) + PRECISIONS,
-                        help="auto: the backend's fastest accuracy-guarded precision")
+                        help="auto: the backend's fastest accuracy-guarded precision; int8: "
+                             "OpenVINO quantised with NNCF (see --calibration)")
+    parser.add_argument("--calibration", metavar="DIR", help="int8: a folder of your camera's "
+                        "images to calibrate on (default: held-out synthetic frames, right for "
+                        "the bundled weights only)")
 
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
     def note(line: str) -> None:
         print(line, file=sys.stderr)
     return Predictor.from_weights(args.weights, args.preset, args.device, args.backend,
-                                  args.precision, log=note, warn=note)
+                                  args.precision, log=note, warn=note,
+                                  calibration=args.calibration)
+
+
+def node_engine_parameters(args: argparse.Namespace) -> dict:
+    """The engine options as hydranet_node parameters, for commands that start the node."""
+    params = {"device": args.device, "backend": args.backend, "precision": args.precision}
+    if args.calibration:
+        params["calibration_images"] = args.calibration
+    return params

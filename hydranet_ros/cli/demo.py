@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..errors import HydraNetError
 from ..metrics import format_summary
 from ..ros.processes import start, stop
-from .common import fresh_folder, run_main
+from .common import add_engine_arguments, fresh_folder, node_engine_parameters, run_main
 
 PROG = "hydranet-demo"
 NAMESPACE = "/hydranet_demo"
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=50, help="held-out frames to score")
     parser.add_argument("--out", type=Path, default=Path("demo_out"))
     parser.add_argument("--weights", default="synthetic", help="checkpoint or preset name")
-    parser.add_argument("--device", default="auto")
+    add_engine_arguments(parser)
     parser.add_argument("--rate", type=float, default=3.0, help="camera frames per second")
     parser.add_argument("--size", default="320x240", help="camera WIDTHxHEIGHT")
     parser.add_argument("--frame-step", type=int, default=1, help="score every n-th "
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # depth 5: the evaluator must get every frame; large samples over UDP may need
         # retransmitting after the next one is published
         "hydranet_node": start("hydranet_node", "hydranet_ros.ros.node",
-                               {"weights": args.weights, "device": args.device,
+                               {"weights": args.weights, **node_engine_parameters(args),
                                 "output_depth": 5}, out / "logs", NAMESPACE),
         "evaluator": start("evaluator", "hydranet_ros.ros.evaluator",
                            {"frames": args.frames, "output_json": summary_file,

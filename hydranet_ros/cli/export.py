@@ -4,13 +4,16 @@ example TensorRT's ``trtexec --onnx=...``)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from .. import weights as weights_mod
 from ..checkpoint import load_model
 from ..engines.export import FORMATS, SUFFIX, export, output_names
+from ..engines.quantize import cached_int8, check_calibration
 from ..errors import HydraNetError
+from ..predictor import choose_preset
 from ..presets import preset_names
 from .common import run_main
 
@@ -35,8 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--size", required=True, help="input HEIGHTxWIDTH, e.g. 480x640")
     parser.add_argument("--batch", type=int, default=1, help="batch size (static)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
-                        help="stored weights (fp16: OpenVINO only; for TensorRT use trtexec --fp16)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                        help="stored weights (fp16: OpenVINO only; for TensorRT use trtexec "
+                             "--fp16); int8: OpenVINO quantised with NNCF on --calibration")
+    parser.add_argument("--calibration", metavar="DIR", help="int8: a folder of your camera's "
+                        "images (default: held-out synthetic frames, for the bundled weights)")
     parser.add_argument("--out", type=Path, help="output file (default: hydranet_<H>x<W>.onnx/.xml)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser.parse_args(argv)
@@ -53,11 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
     model = load_model(weights_mod.resolve(args.weights))
-    export(model, args.format, out, size, args.batch, args.precision)
+    if args.precision == "int8":
+        export_int8(model, args, out, size)
+    else:
+        export(model, args.format, out, size, args.batch, args.precision)
     print(f"{PROG}: wrote {out}: input 'image' ({args.batch}, 3, {size[0]}, {size[1]}) float32, "
           f"RGB normalised with the preset's mean and std; outputs "
           f"{', '.join(output_names(model.num_tasks))} at 1/4 resolution", file=sys.stderr)
     return 0
+
+
+def export_int8(model, args: argparse.Namespace, out: Path, size: tuple[int, int]) -> None:
+    """Calibrate and quantise (through the engines' verified cache), then copy it to ``out``."""
+    if args.format != "openvino":
+        raise HydraNetError("int8 is an OpenVINO export: use --format openvino")
+    preset = choose_preset(args.weights, None, model, args.weights)
+    calibration = check_calibration(args.calibration, preset)
+
+    def note(line: str) -> None:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    cached = cached_int8(model, preset, size, args.batch, calibration, note)
+    for source, target in ((cached, out), (cached.with_suffix(".bin"), out.with_suffix(".bin"))):
+        shutil.copyfile(source, target)
 
 
 def entry_point() -> None:

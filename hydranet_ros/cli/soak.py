@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..errors import HydraNetError
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..ros.processes import start, stop
-from .common import fresh_folder, run_main
+from .common import add_engine_arguments, fresh_folder, node_engine_parameters, run_main
 from .export import parse_size
 
 PROG = "hydranet-soak"
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="camera frames per second")
     parser.add_argument("--size", default="240x320", help="camera HEIGHTxWIDTH")
     parser.add_argument("--weights", default="synthetic")
-    parser.add_argument("--backend", default="auto")
+    add_engine_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("soak_out"))
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     processes = {
         "hydranet_node": start("hydranet_node", "hydranet_ros.ros.node",
-                               {"weights": args.weights, "backend": args.backend,
-                                "device": "cpu"}, args.out / "logs", NAMESPACE),
+                               {"weights": args.weights, **node_engine_parameters(args)},
+                               args.out / "logs", NAMESPACE),
         "synthetic_camera": start("synthetic_camera", "hydranet_ros.ros.synthetic_camera",
                                   {"rate": args.rate, "width": width, "height": height},
                                   args.out / "logs", NAMESPACE),

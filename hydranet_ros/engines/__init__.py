@@ -35,8 +35,10 @@ def default_precision(backend: str, device: torch.device) -> str:
 
 
 def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.device,
-                 precision: str = "auto", log: Log | None = None) -> Engine:
-    """Exactly the backend asked for, or EngineError; ``log`` hears of one-time exports."""
+                 precision: str = "auto", log: Log | None = None,
+                 calibration: str | None = None) -> Engine:
+    """Exactly the backend asked for, or EngineError; ``log`` hears of one-time exports.
+    ``calibration`` (int8): a folder of images, or 'synthetic'; None is the preset's default."""
     if backend == "reference":
         if precision not in ("auto", "fp32"):
             raise EngineError(f"the reference backend runs fp32 only, not {precision}")
@@ -50,7 +52,7 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
     if backend == "openvino":
         if device.type != "cpu":
             raise EngineError(f"the openvino backend runs on the CPU, not {device}")
-        return OpenVINOEngine(model, preset, precision, log)
+        return OpenVINOEngine(model, preset, precision, log, calibration)
     if backend == "onnxruntime":
         return OnnxRuntimeEngine(model, preset, str(device), precision, log)
     raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
@@ -67,7 +69,8 @@ def auto_order(device: torch.device) -> list[tuple[str, str]]:
 
 
 def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device: str = "auto",
-                  precision: str = "auto", log: Log = print, warn: Log = print) -> Engine:
+                  precision: str = "auto", log: Log = print, warn: Log = print,
+                  calibration: str | None = None) -> Engine:
     """The engine to run with: the backend asked for, or the best that works, never none.
 
     A failure of the requested backend is one warning line, then PyTorch fp32 takes over.
@@ -81,7 +84,7 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
         raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
     for name, reason in candidates:
         try:
-            engine = build_engine(model, preset, name, torch_device, precision, log)
+            engine = build_engine(model, preset, name, torch_device, precision, log, calibration)
         except EngineError as exc:
             warn(f"backend {name} not used: {exc}")
             continue

@@ -21,8 +21,8 @@ from ..presets import Preset
 
 #: Where engines report what they chose (print for CLIs, a node's logger).
 Log = Callable[[str], None]
-#: The precisions a user can ask for; each backend supports a subset.
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: The precisions a user can ask for; each backend supports a subset (int8: OpenVINO).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 class EngineError(HydraNetError):

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -115,6 +116,31 @@ def _cache_is_intact(path: Path) -> bool:
         return False
 
 
+def cached_entry(key: str, suffix: str, what: str, produce: Callable[[Path], None],
+                 log: Log | None = None) -> Path:
+    """The cached model ``key`` (``model<suffix>`` in its own folder), made by
+    ``produce(path)`` when it is missing or fails verification, then recorded in a manifest."""
+    path = engine_cache_dir() / key / f"model{suffix}"
+    if _cache_is_intact(path):
+        return path
+    if log is not None:
+        stale = " (the cached copy failed verification)" if path.exists() else ""
+        log(f"{what}{stale} (once; cached in {path.parent})")
+    try:
+        produce(path)
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
+        raise EngineError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+    # Files are replaced atomically, so processes exporting the same entry at once (two
+    # nodes starting together) each leave a complete, consistent entry.
+    manifest = {f.name: file_digest(f) for f in _model_files(path)}
+    staged = path.parent / f".{MANIFEST}.{os.getpid()}"
+    staged.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(staged, path.parent / MANIFEST)
+    return path
+
+
 def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
                   precision: str = "fp32", log: Log | None = None) -> Path:
     """The exported model for this shape, from the cache or exported into it now.
@@ -123,24 +149,7 @@ def cached_export(model: HydraNet, fmt: str, size: tuple[int, int], batch: int,
     fp32 share fp32 weights and differ in the runtime's setting), but each has its own entry.
     """
     key = f"{model_digest(model)}_{size[0]}x{size[1]}_b{batch}_{precision}"
-    path = engine_cache_dir() / key / f"model{SUFFIX[fmt]}"
-    if _cache_is_intact(path):
-        return path
-    if log is not None:
-        stale = " (the cached copy failed verification)" if path.exists() else ""
-        log(f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input{stale} "
-            f"(once; cached in {path.parent})")
-    try:
-        export(model, fmt, path, size, batch, "fp16" if precision == "fp16" else "fp32")
-    except EngineError:
-        raise
-    except Exception as exc:  # noqa: BLE001  the exporters raise many kinds
-        raise EngineError(f"exporting the model to {fmt} at {size[1]}x{size[0]} failed: "
-                          f"{type(exc).__name__}: {exc}") from None
-    # Files are replaced atomically, so processes exporting the same entry at once (two
-    # nodes starting together) each leave a complete, consistent entry.
-    manifest = {f.name: file_digest(f) for f in _model_files(path)}
-    staged = path.parent / f".{MANIFEST}.{os.getpid()}"
-    staged.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(staged, path.parent / MANIFEST)
-    return path
+    return cached_entry(
+        key, SUFFIX[fmt], f"exporting the model to {fmt} for {batch}x{size[1]}x{size[0]} input",
+        lambda path: export(model, fmt, path, size, batch,
+                            "fp16" if precision == "fp16" else "fp32"), log)

@@ -2,7 +2,9 @@
 
 The model is exported to OpenVINO IR once per input shape (cached on disk) and compiled with
 the latency hint; on CPUs with native bf16 (AVX512-BF16, AMX) it runs in bf16, which roughly
-halves the time of f32 at a small, guarded cost in accuracy.
+halves the time of f32 at a small, guarded cost in accuracy. ``int8`` runs an IR quantised
+with NNCF on calibration frames (``quantize.py``); what it does not quantise runs in bf16
+where the CPU has it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import numpy as np
 
 from ..model import HydraNet
 from ..presets import Preset
-from .base import Engine, EngineError, Log, check_batch, normalize_nchw
+from .base import Engine, EngineError, Log, check_batch
 from .export import cached_export
+from .quantize import cached_int8, check_calibration
 
 RUNTIME_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -39,14 +42,23 @@ class OpenVINOEngine(Engine):
     backend = "openvino"
 
     def __init__(self, model: HydraNet, preset: Preset, precision: str = "fp32",
-                 log: Log | None = None) -> None:
+                 log: Log | None = None, calibration: str | None = None) -> None:
         super().__init__(preset, model.num_classes, model.num_tasks)
         self.precision = precision
         self.device = "cpu"
         ov = _openvino()
         self._core = ov.Core()
-        supported = ("fp32", "bf16") if cpu_supports_bf16() else ("fp32",)
-        self.check_precision(supported)
+        bf16 = cpu_supports_bf16()
+        self.check_precision(("fp32", "bf16", "int8") if bf16 else ("fp32", "int8"))
+        if precision == "int8":
+            try:
+                import nncf  # noqa: F401
+            except ImportError as exc:
+                raise EngineError(f"int8 needs the 'nncf' package ({exc}); pip install nncf") from None
+            self._calibration = check_calibration(calibration, preset)
+        #: what the runtime computes in: int8 layers aside, bf16 where the CPU has it
+        self._runtime = RUNTIME_PRECISION["bf16" if precision == "int8" and bf16 else
+                                          "fp32" if precision == "int8" else precision]
         self._model = model.cpu().eval()
         self._requests: dict[tuple[int, ...], object] = {}
         self._log = log
@@ -54,22 +66,41 @@ class OpenVINOEngine(Engine):
     def _request(self, shape: tuple[int, ...]):
         """An inference request compiled for this (N, H, W) input shape, once."""
         if shape not in self._requests:
-            path = cached_export(self._model, "openvino", shape[1:3], shape[0], self.precision,
-                                 self._log)
+            if self.precision == "int8":
+                path = cached_int8(self._model, self.preset, shape[1:3], shape[0],
+                                   self._calibration, self._log)
+            else:
+                path = cached_export(self._model, "openvino", shape[1:3], shape[0],
+                                     self.precision, self._log)
             # no CACHE_DIR: compiling takes a fraction of a second, and OpenVINO's compiled
             # blobs would be a cache this package cannot verify
-            config = {"PERFORMANCE_HINT": "LATENCY",
-                      "INFERENCE_PRECISION_HINT": RUNTIME_PRECISION[self.precision]}
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self._runtime}
             try:
-                compiled = self._core.compile_model(str(path), "CPU", config)
+                compiled = self._core.compile_model(self._with_uint8_input(path), "CPU", config)
             except Exception as exc:  # noqa: BLE001
                 raise EngineError(f"OpenVINO could not compile {path}: {exc}") from None
             self._requests[shape] = compiled.create_infer_request()
         return self._requests[shape]
 
+    def _with_uint8_input(self, path):
+        """The exported model (float NCHW input) taking the camera's uint8 NHWC frames: the
+        conversion and normalisation become the graph's first operations, which OpenVINO
+        fuses, instead of 3 ms of host work per 640x480 frame. The result differs from the
+        host's float64-rounded normalisation by at most one float32 ulp."""
+        ov = _openvino()
+        model = self._core.read_model(str(path))
+        ppp = ov.preprocess.PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        scale = self.preset.scale
+        ppp.input().preprocess().convert_element_type(ov.Type.f32) \
+            .mean([m / scale for m in self.preset.mean]) \
+            .scale([s / scale for s in self.preset.std])
+        return ppp.build()
+
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         check_batch(batch)
         request = self._request(batch.shape[:3])
-        request.infer({0: normalize_nchw(batch, self.preset)})
+        request.infer({0: np.ascontiguousarray(batch)})
         return tuple(np.array(request.get_output_tensor(i).data, dtype=np.float32)
                      for i in range(self.num_tasks))

@@ -11,6 +11,7 @@ serialise to the same CDR bytes.
 from __future__ import annotations
 
 import shutil
+import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ class BagResult:
     skipped: int = 0  # unreadable frames
     messages: int = 0  # copied from the input
     interrupted: bool = False
+    #: Where the time went: network, outputs (post-processing, views, cloud, messages),
+    #: write, and the rest (reading and decoding the bag); "total" is the whole run.
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("total", "network", "outputs", "write", "read"), 0.0))
 
 
 @dataclass
@@ -195,6 +200,7 @@ class BagAnnotator:
         """Annotate the bag. Ctrl-C stops it with a valid output holding what was done."""
         req = self.request
         check_paths(req, remove=True)
+        started = time.perf_counter()
         reader = self._open_reader()
         with closing(reader):
             self._find_topics(reader)
@@ -233,6 +239,9 @@ class BagAnnotator:
                                     f"{type(exc).__name__}: {exc}") from None
             finally:
                 writer.close()
+        seconds = self.result.seconds
+        seconds["total"] = time.perf_counter() - started
+        seconds["read"] = seconds["total"] - seconds["network"] - seconds["outputs"] - seconds["write"]
         return self.result
 
     def _open_reader(self):
@@ -249,7 +258,9 @@ class BagAnnotator:
         if self._pending:  # keep the output in time order: wait for the pending frames
             self._held.append((timestamp, conn, raw))
         else:
+            started = time.perf_counter()
             self._writer.write(conn, timestamp, raw)
+            self.result.seconds["write"] += time.perf_counter() - started
 
     def _deserialize(self, raw: bytes, msgtype: str, topic: str, timestamp: int):
         try:
@@ -295,8 +306,11 @@ class BagAnnotator:
         """The serialised output messages of a batch of frames, with their timestamps."""
         width, height = self.request.inference_size
         sizes = [inference_size(f.rgb.shape[:2], width, height) for f in frames]
+        started = time.perf_counter()
         predictions = self.predictor.predict_many([f.rgb for f in frames], sizes,
                                                   parts_needed(self.wanted))
+        network_done = time.perf_counter()
+        self.result.seconds["network"] += network_done - started
         written: list[tuple[int, object, bytes]] = []
         for frame, prediction in zip(frames, predictions):
             arrays = compute_outputs(frame.rgb, prediction, self.predictor.preset,
@@ -306,6 +320,7 @@ class BagAnnotator:
                 conn, msgtype = self.outputs[relative]
                 written.append((frame.timestamp, conn,
                                 bytes(self.typestore.serialize_cdr(msg, msgtype))))
+        self.result.seconds["outputs"] += time.perf_counter() - network_done
         return written
 
     def _write_held(self, outputs: list[tuple[int, object, bytes]]) -> None:
@@ -315,5 +330,7 @@ class BagAnnotator:
                        + [(t, 1, i, c, d) for i, (t, c, d) in enumerate(outputs)],
                        key=lambda item: item[:3])
         self._held = []
+        started = time.perf_counter()
         for timestamp, _, _, conn, data in items:
             self._writer.write(conn, timestamp, data)
+        self.result.seconds["write"] += time.perf_counter() - started

@@ -102,7 +102,8 @@ class HydraNetNode(Node):
         self.predictor = Predictor.from_weights(
             self.param("weights"), self.param("preset") or None, self.param("device"),
             self.param("backend"), self.param("precision"), progress=False,
-            log=logger.info, warn=logger.warning)
+            log=logger.info, warn=logger.warning,
+            calibration=self.param("calibration_images") or None)
         self.settings = self._read_settings()
         class_ids(self.predictor.preset, self.settings.pointcloud_exclude_classes)
         engine = self.predictor.engine

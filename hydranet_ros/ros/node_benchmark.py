@@ -48,6 +48,8 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarr
     overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
                  Parameter("backend", value=backend), Parameter("precision", value=precision),
                  Parameter("max_depth", value=1000.0),
+                 # int8 of a model without a calibration folder: held-out synthetic frames
+                 Parameter("calibration_images", value="synthetic"),
                  # one statistics window for the whole run (each report starts a new one)
                  Parameter("diagnostics_period", value=60.0)]
     node = HydraNetNode(parameter_overrides=overrides, namespace="/hydranet_bench")

@@ -43,6 +43,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "release's exact eager fp32 model", read_only=True, choices=BACKENDS),
     ParamSpec("precision", "auto", "auto: the backend's fastest accuracy-guarded precision",
               read_only=True, choices=("auto",) + PRECISIONS),
+    ParamSpec("calibration_images", "", "precision int8 (openvino): a folder of the camera's "
+              "images to calibrate on, or 'synthetic' for held-out synthetic frames; empty: "
+              "synthetic for the bundled weights, required for any other", read_only=True),
     ParamSpec("cameras", [], "camera namespaces, e.g. [front, left]: each has <ns>/image and "
               "<ns>/camera_info in and its outputs under <ns>/; frames arriving together run "
               "as one batch. Empty: one camera on 'image' and 'camera_info'", read_only=True),

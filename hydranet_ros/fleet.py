@@ -1,0 +1,377 @@
+"""Annotating a fleet's recordings: many rosbag2 bags at once on Ray.
+
+A local Ray instance by default, an existing cluster with an address; the same code either
+way. Each worker is a Ray actor that loads the model and engine once and then annotates whole
+bags with the single-process tool's ``BagAnnotator``, so every output equals what
+``hydranet-bag`` writes for that bag. Nothing is lost and nothing is done twice:
+
+- each output is written under a temporary name beside its final one and renamed only when
+  complete, with a record of its input (files, sizes, times) and settings inside it;
+- a rerun skips the bags whose output carries the same record, refuses to replace an output
+  made from another input or with other settings (unless ``overwrite``), and redoes the rest;
+- a bag that cannot be read is reported with its reason and the others go on;
+- on Ctrl-C the workers are stopped, finished outputs stay, and the partial ones (never under
+  a final name) are removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import HydraNetError
+
+#: Written inside every completed output: what it was made from, and how.
+RECORD = "hydranet_annotation.json"
+#: Written into the output folder at the end of a run.
+REPORT = "fleet_report.json"
+PARTIAL = ".partial-"
+INSTALL_HINT = "pip install -e .[fleet] (or pip install ray)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides an output's content (the record compares these)."""
+    image_topic: str
+    camera_info_topic: str | None
+    weights: str
+    weights_digest: str
+    preset: str | None
+    backend: str
+    precision: str
+    calibration: str | None
+    device: str
+    outputs: tuple[str, ...]
+    every: int = 1
+    max_depth: float = 0.0
+    storage: str | None = None
+
+
+@dataclass
+class Job:
+    input: Path
+    output: Path
+    frames: int  # image messages in the bag, for the progress bar
+    record: dict = field(default_factory=dict)
+
+
+def ray_module():
+    try:
+        import ray
+    except ImportError as exc:
+        raise HydraNetError(f"annotating on Ray needs the 'ray' package ({exc}): "
+                            f"{INSTALL_HINT}") from None
+    return ray
+
+
+def is_bag(path: Path) -> bool:
+    return path.is_dir() and (path / "metadata.yaml").is_file()
+
+
+def find_bags(inputs: list[str]) -> list[Path]:
+    """Bags named directly, by glob, or found (recursively) inside folders; each once."""
+    found: list[Path] = []
+    for item in inputs:
+        matches = [Path(p) for p in sorted(glob.glob(item))] if glob.has_magic(item) else [Path(item)]
+        if not matches:
+            raise HydraNetError(f"no bag matches {item}")
+        for path in matches:
+            if is_bag(path):
+                found.append(path)
+            elif path.is_dir():
+                inside = sorted(p.parent for p in path.rglob("metadata.yaml"))
+                if not inside:
+                    raise HydraNetError(f"{path} holds no rosbag2 bag (no metadata.yaml)")
+                found.extend(inside)
+            elif path.exists():
+                raise HydraNetError(f"{path} is not a rosbag2 bag folder (with metadata.yaml)")
+            else:
+                raise HydraNetError(f"{path} does not exist")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    names = [p.name for p in unique]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise HydraNetError(f"several bags are named {', '.join(clashes)}; their outputs "
+                            "would clash in one output folder")
+    return unique
+
+
+def input_fingerprint(bag: Path) -> list[list]:
+    """The bag's files with sizes and modification times: a changed bag is a new input."""
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(bag.iterdir()) if p.is_file()]
+
+
+def count_frames(bag: Path, image_topic: str) -> int:
+    """Image messages on ``image_topic`` according to the bag's metadata (0 if unreadable:
+    the worker reports why)."""
+    try:
+        from rosbags.rosbag2 import Reader
+        with Reader(bag) as reader:
+            return sum(c.msgcount for c in reader.connections if c.topic == image_topic)
+    except Exception:  # noqa: BLE001  a corrupt bag is reported by the worker that opens it
+        return 0
+
+
+def record_for(bag: Path, settings: Settings) -> dict:
+    return {"input": str(bag), "input_files": input_fingerprint(bag),
+            "settings": {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in asdict(settings).items()}}
+
+
+def read_record(output: Path) -> dict | None:
+    try:
+        return json.loads((output / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
+         ) -> tuple[list[Job], list[Path], list[tuple[Path, str]]]:
+    """(jobs to run, bags already done, bags refused with the reason)."""
+    jobs, done, refused = [], [], []
+    for bag in bags:
+        output = out_dir / bag.name
+        record = record_for(bag, settings)
+        existing = read_record(output) if output.exists() else None
+        if existing == record and not overwrite:
+            done.append(bag)
+            continue
+        if output.exists() and not overwrite:
+            why = ("was made from another input or with other settings" if existing
+                   else "exists and is not an output of this tool")
+            refused.append((bag, f"{output} {why}; use --overwrite to replace it"))
+            continue
+        jobs.append(Job(bag, output, count_frames(bag, settings.image_topic), record))
+    return jobs, done, refused
+
+
+def remove_partials(out_dir: Path) -> list[Path]:
+    """Outputs of interrupted runs (never under a final name): removed."""
+    stale = [p for p in out_dir.glob(f".*{PARTIAL}*") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def publish(partial: Path, output: Path, record: dict) -> None:
+    """Make a complete partial output final: the record goes in first, then one rename (an
+    output being replaced is moved aside first and removed after)."""
+    (partial / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}{PARTIAL}old-{uuid.uuid4().hex[:8]}")
+        os.replace(output, old)
+    os.replace(partial, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class BagWorker:
+    """A Ray actor's state: the engine loaded once, bags annotated one after another."""
+
+    def __init__(self, settings: Settings, threads: int | None, core: int | None) -> None:
+        if core is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {core})
+        if threads:  # Ray gives a worker OMP_NUM_THREADS=1; the engine should use its cores
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        import cv2
+        import torch
+
+        from .memory import keep_freed_memory
+        keep_freed_memory()  # a frame loop, as in hydranet-bag and the node
+        if threads:
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+        from .predictor import Predictor
+        started = time.perf_counter()
+        self.notes: list[str] = []
+        self.settings = settings
+        self.predictor = Predictor.from_weights(
+            settings.weights, settings.preset, settings.device, settings.backend,
+            settings.precision, progress=False, log=self.notes.append, warn=self.notes.append,
+            calibration=settings.calibration)
+        self.setup_s = time.perf_counter() - started
+        self.core = core
+
+    def describe(self) -> dict:
+        return {"pid": os.getpid(), "engine": self.predictor.engine.describe(),
+                "threads": torch_threads(),
+                "setup_s": round(self.setup_s, 2), "core": self.core, "notes": self.notes}
+
+    def annotate(self, job: Job, progress=None) -> dict:
+        """One bag, into a partial output renamed when complete; never raises."""
+        from .outputs import OutputSettings
+        from .ros.bag import BagAnnotator, BagRequest
+        partial = job.output.with_name(f".{job.output.name}{PARTIAL}{uuid.uuid4().hex[:8]}")
+        warnings: list[str] = []
+        s = self.settings
+        request = BagRequest(job.input, partial, s.image_topic, s.camera_info_topic, s.outputs,
+                             s.storage, s.every, batch=1,
+                             settings=OutputSettings(max_depth=s.max_depth))
+        started = time.perf_counter()
+
+        def on_frame(n: int) -> None:
+            if n and progress is not None:
+                progress.add.remote(n)
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            result = BagAnnotator(request, self.predictor, warn=warnings.append).run(on_frame)
+            if result.interrupted:
+                raise HydraNetError("interrupted")
+            publish(partial, job.output, job.record)
+        except Exception as exc:  # noqa: BLE001  reported with its reason; the others go on
+            shutil.rmtree(partial, ignore_errors=True)
+            reason = str(exc) if isinstance(exc, HydraNetError) else f"{type(exc).__name__}: {exc}"
+            return {"bag": str(job.input), "error": reason, "warnings": warnings}
+        return {"bag": str(job.input), "output": str(job.output), "frames": result.frames,
+                "skipped_frames": result.skipped, "seconds": round(time.perf_counter() - started, 3),
+                "where": {k: round(v, 3) for k, v in result.seconds.items()},
+                "warnings": warnings, "pid": os.getpid()}
+
+
+class Progress:
+    """A counter the workers add their frames to (a Ray actor; the driver reads it)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def add(self, frames: int) -> None:
+        self.frames += frames
+
+    def total(self) -> int:
+        return self.frames
+
+
+@dataclass
+class FleetOptions:
+    workers: int = 2
+    ray_address: str | None = None
+    threads_per_worker: int | None = None
+    pin_cores: bool = False
+    overwrite: bool = False
+
+
+def run_fleet(inputs: list[str], out_dir: Path, settings: Settings, options: FleetOptions,
+              say: Callable[[str], None] = print, bar=None) -> dict:
+    """Annotate every bag; the JSON report (also written to out_dir/REPORT)."""
+    ray = ray_module()
+    bags = find_bags(inputs)
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_partials(out_dir):
+        say(f"removed the partial output of an interrupted run: {stale.name}")
+    jobs, done, refused = plan(bags, out_dir, settings, options.overwrite)
+    for bag in done:
+        say(f"skipped {bag.name}: already annotated with these settings")
+    for bag, why in refused:
+        say(f"refused {bag.name}: {why}")
+    report = {"bags": len(bags), "already_done": [str(b) for b in done],
+              "refused": [{"bag": str(b), "reason": r} for b, r in refused],
+              "annotated": [], "failed": [], "frames": 0, "workers": 0}
+    started = time.perf_counter()
+    if bar is not None:
+        bar.reset(total=sum(j.frames for j in jobs))
+    if jobs:
+        report.update(_run_on_ray(ray, jobs, settings, options, say, bar))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    (out_dir / REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
+                say: Callable[[str], None], bar) -> dict:
+    local = options.ray_address in (None, "", "local")
+    workers = max(1, min(options.workers, len(jobs)))
+    t0 = time.perf_counter()
+    if local:
+        ray.init(num_cpus=max(options.workers, 1), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(address=options.ray_address, log_to_driver=False, configure_logging=False)
+    ray_start_s = time.perf_counter() - t0
+    gpus = 1 if settings.device.startswith("cuda") or (
+        settings.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
+    cores = os.cpu_count() or 1
+    # a local worker uses its share of the cores (Ray's default would be one thread)
+    threads = options.threads_per_worker or (max(1, cores // workers) if local else None)
+    remote_worker = ray.remote(num_cpus=1, num_gpus=gpus)(BagWorker)
+    progress = ray.remote(num_cpus=0)(Progress).remote()
+    actors = []
+    results: dict = {"annotated": [], "failed": []}
+    try:
+        actors = [remote_worker.remote(settings, threads,
+                                       i % cores if options.pin_cores and local else None)
+                  for i in range(workers)]
+        t1 = time.perf_counter()
+        described = ray.get([a.describe.remote() for a in actors])
+        setup_s = time.perf_counter() - t1
+        for d in described:
+            say(f"worker pid {d['pid']}: {d['engine']}, {d['threads']} thread(s), ready in "
+                f"{d['setup_s']} s"
+                + (f", pinned to core {d['core']}" if d["core"] is not None else ""))
+        pending = list(jobs)
+        running = {}
+        idle = list(actors)
+        t2 = time.perf_counter()
+        while pending or running:
+            while idle and pending:
+                actor, job = idle.pop(), pending.pop(0)
+                running[actor.annotate.remote(job, progress)] = (actor, job)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            if bar is not None:
+                bar.n = ray.get(progress.total.remote())
+                bar.refresh()
+            for ref in ready:
+                actor, job = running.pop(ref)
+                idle.append(actor)
+                outcome = ray.get(ref)
+                for warning in outcome.get("warnings", []):
+                    say(f"{job.input.name}: {warning}")
+                if "error" in outcome:
+                    results["failed"].append(outcome)
+                    say(f"failed {job.input.name}: {outcome['error']}")
+                else:
+                    results["annotated"].append(outcome)
+                    rate = outcome["frames"] / outcome["seconds"] if outcome["seconds"] else 0.0
+                    say(f"done {job.input.name}: {outcome['frames']} frames in "
+                        f"{outcome['seconds']:.1f} s ({rate:.1f} frames/s) -> {outcome['output']}")
+        annotate_s = time.perf_counter() - t2
+    except KeyboardInterrupt:
+        say("interrupted: stopping the workers; finished outputs are kept")
+        for actor in actors:
+            ray.kill(actor)
+        for job in jobs:
+            for partial in job.output.parent.glob(f".{job.output.name}{PARTIAL}*"):
+                shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        if local:
+            ray.shutdown()
+    frames = sum(a["frames"] for a in results["annotated"])
+    results.update({"frames": frames, "workers": workers, "ray_start_s": round(ray_start_s, 2),
+                    "worker_setup_s": round(setup_s, 2), "annotate_s": round(annotate_s, 2),
+                    "frames_per_s": round(frames / annotate_s, 2) if annotate_s else None,
+                    "worker_engines": [d["engine"] for d in described]})
+    return results
+
+
+def weights_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()

@@ -1,0 +1,130 @@
+"""hydranet-fleet: many bags on a local Ray instance with 2 workers; outputs equal to the
+single-process hydranet-bag, a corrupt bag reported, reruns skip what is done, and an
+interrupted run resumes without leaving half-written outputs under final names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import import_or_skip
+
+import_or_skip("ray", "hydranet-fleet needs Ray (pip install -e .[fleet])")
+import_or_skip("rosbags", "hydranet-fleet needs rosbags (pip install -e .[fleet])")
+
+from hydranet_ros.cli import fleet as fleet_cli  # noqa: E402
+from hydranet_ros.fleet import PARTIAL, RECORD, REPORT, find_bags  # noqa: E402
+from test_bag import frames, read_bag, write_bag  # noqa: E402
+
+#: The engine of every run here; one thread per worker, as Ray gives each worker by default.
+ENGINE = ["--weights", "synthetic", "--backend", "torch", "--precision", "fp32",
+          "--device", "cpu", "--threads-per-worker", "1"]
+
+
+def make_bags(root: Path, counts=(3, 4, 5), broken: bool = True) -> Path:
+    for i, count in enumerate(counts):
+        write_bag(root / f"drive_{i}", "mcap", frames(count))
+    if broken:
+        write_bag(root / "broken", "mcap", frames(2))
+        mcap = next((root / "broken").glob("*.mcap"))
+        mcap.write_bytes(mcap.read_bytes()[:400])  # truncated: not readable
+    return root
+
+
+def fleet(args: list[str]) -> int:
+    return fleet_cli.main(args)
+
+
+def test_many_bags_on_two_workers(tmp_path, capsys):
+    bags = make_bags(tmp_path / "bags")
+    out = tmp_path / "out"
+    args = [str(bags), "--out", str(out), "--image-topic", "/cam/image_raw", "--workers", "2",
+            *ENGINE]
+    assert fleet(args) == 1  # the corrupt bag failed; the others are done
+    err = capsys.readouterr().err
+    assert "failed broken: " in err and "is not a readable rosbag2" in err
+    report = json.loads((out / REPORT).read_text())
+    assert report["bags"] == 4 and report["workers"] == 2 and report["frames"] == 12
+    assert sorted(Path(a["bag"]).name for a in report["annotated"]) == ["drive_0", "drive_1",
+                                                                        "drive_2"]
+    assert [Path(f["bag"]).name for f in report["failed"]] == ["broken"]
+    assert len({a["pid"] for a in report["annotated"]}) == 2  # both workers worked
+    assert report["ray_start_s"] > 0 and report["frames_per_s"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["drive_0", "drive_1", "drive_2", REPORT]
+    # each output is what the single-process tool writes for that bag (same thread count)
+    for name in ("drive_0", "drive_2"):
+        single = tmp_path / f"single_{name}"
+        done = subprocess.run([sys.executable, "-m", "hydranet_ros.cli.bag", str(bags / name),
+                               str(single), "--image-topic", "/cam/image_raw", *ENGINE[:8]],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert read_bag(out / name) == read_bag(single), name
+        record = json.loads((out / name / RECORD).read_text())
+        assert record["input"] == str((bags / name).resolve())
+        assert record["settings"]["outputs"] == ["labels", "depth", "normals", "points"]
+    # a rerun skips what is done; the corrupt bag fails again
+    assert fleet(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("already annotated with these settings") == 3
+    # other settings: refused unless --overwrite
+    other = args + ["--outputs", "labels"]
+    assert fleet([a for a in other if a != str(bags)] + [str(bags / "drive_1")]) == 1
+    assert "was made from another input or with other settings" in capsys.readouterr().err
+    assert fleet([a for a in other if a != str(bags)] + [str(bags / "drive_1"),
+                                                         "--overwrite"]) == 0
+    assert "/cam/depth/image" not in read_bag(out / "drive_1")
+    assert not list(out.glob(f".*{PARTIAL}*"))
+
+
+def test_inputs_as_globs_and_folders(tmp_path):
+    bags = make_bags(tmp_path / "bags", broken=False)
+    assert [p.name for p in find_bags([str(bags / "drive_*")])] == ["drive_0", "drive_1",
+                                                                     "drive_2"]
+    assert [p.name for p in find_bags([str(bags)])] == ["drive_0", "drive_1", "drive_2"]
+    with pytest.raises(Exception, match="no bag matches"):
+        find_bags([str(bags / "nothing_*")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="holds no rosbag2 bag"):
+        find_bags([str(tmp_path / "empty")])
+
+
+def test_an_interrupted_run_resumes(tmp_path):
+    """Ctrl-C (to the whole process group, as a terminal does) after the first bag: exit
+    130, finished outputs kept, nothing half-written left; the same command again annotates
+    the rest and skips the finished one."""
+    bags = make_bags(tmp_path / "bags", counts=(3, 30, 30), broken=False)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hydranet_ros.cli.fleet", str(bags), "--out", str(out),
+               "--image-topic", "/cam/image_raw", "--workers", "1", *ENGINE]
+    log = tmp_path / "fleet.log"
+    with open(log, "w") as stream:
+        proc = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "done drive_0" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130, log.read_text()
+    assert (out / "drive_0" / RECORD).is_file()
+    assert not list(out.glob(f".*{PARTIAL}*")), sorted(p.name for p in out.iterdir())
+    assert not (out / "drive_2").exists() or (out / "drive_2" / RECORD).is_file()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "skipped drive_0: already annotated" in again.stderr
+    for name in ("drive_1", "drive_2"):
+        assert (out / name / RECORD).is_file()
+        assert len(read_bag(out / name)["/cam/segmentation/labels"]) == 30
