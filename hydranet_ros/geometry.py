@@ -98,5 +98,6 @@ def point_cloud(depth: np.ndarray, intr: Intrinsics, colors: np.ndarray, labels:
     _project_into(buffer, np.where(valid, z, np.float32(np.nan)), intr, stride)
     buffer[..., 3] = pack_rgb(colors[::stride, ::stride])
     buffer[..., 4].view(np.uint32)[...] = sub_labels
-    cloud = buffer.view(POINT_DTYPE)[..., 0]
-    return cloud if organized else cloud[valid][None, :]
+    if not organized:  # select whole 20-byte points: a structured copy would skip the padding
+        buffer = np.ascontiguousarray(buffer[valid])[None]
+    return buffer.view(POINT_DTYPE)[..., 0]

@@ -7,6 +7,7 @@ batch, which is how several cameras share one network call.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,9 @@ from .checkpoint import load_model
 from .engines import Engine, create_engine
 from .engines.base import Log
 from .errors import HydraNetError
+from .geometry import Intrinsics
 from .model import HydraNet
+from .outputs import OutputSettings, compute_outputs, parts_needed
 from .postprocess import PARTS, Prediction
 from .presets import Preset, check_compatible, get_preset, preset_for_model, preset_names
 
@@ -88,6 +91,33 @@ class Predictor:
             for i, prediction in zip(indices, batch):
                 results[i] = prediction
         return results
+
+
+    def outputs_many(self, images: list[np.ndarray], net_sizes: list[tuple[int, int] | None],
+                     wanted: list[set[str]], settings: OutputSettings,
+                     intrinsics: list[Intrinsics | None]) -> tuple[list[dict], float]:
+        """The node's output arrays of each image (``wanted`` per image), and the seconds the
+        network and its post-processing took. CUDA engines make everything on the GPU; the
+        others predict, then make the arrays on the host (``outputs.compute_outputs``)."""
+        started = time.perf_counter()
+        if self.engine.outputs_on_device:
+            groups: dict[tuple[int, int], list[int]] = {}
+            for index, (image, size) in enumerate(zip(images, net_sizes)):
+                check_rgb(image)
+                groups.setdefault(size or image.shape[:2], []).append(index)
+            results: list[dict | None] = [None] * len(images)
+            for size, indices in groups.items():
+                made = self.engine.outputs([images[i] for i in indices], size,
+                                           [wanted[i] for i in indices], settings,
+                                           [intrinsics[i] for i in indices])
+                for i, arrays in zip(indices, made):
+                    results[i] = arrays
+            return results, time.perf_counter() - started
+        parts = set().union(*(parts_needed(w) for w in wanted))
+        predictions = self.predict_many(images, net_sizes, parts)
+        network_s = time.perf_counter() - started
+        return [compute_outputs(image, pred, self.preset, settings, w, intr)
+                for image, pred, w, intr in zip(images, predictions, wanted, intrinsics)], network_s
 
 
 def _quiet(_: str) -> None:

@@ -98,3 +98,19 @@ def test_size_mismatch_and_bad_intrinsics():
         Intrinsics.from_k([1, 2, 3], 4, 4)
     with pytest.raises(HydraNetError, match="empty image size 0x4"):
         Intrinsics.from_k([1, 0, 1, 0, 1, 1, 0, 0, 1], 0, 4)
+
+
+@pytest.mark.parametrize("organized", [True, False])
+def test_every_byte_of_a_cloud_is_defined(organized):
+    """The 2 bytes after each label are zero, so equal inputs give equal messages (a
+    structured copy of the valid points once left them as whatever memory held)."""
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(-1, 30, (24, 32)).astype(np.float32)
+    intr = Intrinsics(20.0, 20.0, 16.0, 12.0, 32, 24)
+    colors = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 6, (24, 32)).astype(np.uint8)
+    for _ in range(3):
+        np.full(1 << 16, 0xA7, np.uint8)  # dirty the allocator's free memory
+        cloud = point_cloud(depth, intr, colors, labels, max_depth=20.0, organized=organized)
+        raw = np.frombuffer(cloud.tobytes(), np.uint8).reshape(-1, 20)
+        assert (raw[:, 18:] == 0).all()

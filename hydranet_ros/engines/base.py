@@ -104,6 +104,15 @@ class Engine(ABC):
         return [postprocess(tuple(out[i] for out in raw), image.shape[:2], parts)
                 for i, image in enumerate(images)]
 
+    #: Whether ``device_outputs`` makes the node's output arrays on the engine's device.
+    outputs_on_device = False
+
+    def outputs(self, images: list[np.ndarray], net_size: tuple[int, int], wanted: list[set[str]],
+                settings, intrinsics: list) -> list[dict[str, np.ndarray]]:
+        """The node's output arrays of each image, made on the engine's device (engines with
+        ``outputs_on_device``; the others make them on the host from ``predict``)."""
+        raise NotImplementedError(f"{self.backend} makes its outputs on the host")
+
     def check_precision(self, supported: tuple[str, ...]) -> None:
         if self.precision not in supported:
             raise EngineError(f"backend {self.backend} on {self.device} supports precision "

@@ -62,6 +62,7 @@ class TorchEngine(Engine):
             model = fold_batchnorm(model).to(memory_format=torch.channels_last)
         self.model = model.to(device)
         self._traced: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
+        self._device_outputs = None  # made on first use (device_outputs.DeviceOutputs)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         table = np.stack([preset.mean, preset.std]).astype(np.float32)
@@ -128,6 +129,33 @@ class TorchEngine(Engine):
                                          image.shape[:2], parts, self.num_classes)
                    for i, image in enumerate(images)]
         return [Prediction(**download(r)) for r in results]
+
+
+    @property
+    def outputs_on_device(self) -> bool:
+        return self.device_postprocess
+
+    @torch.inference_mode()
+    def outputs(self, images: list[np.ndarray], net_size: tuple[int, int], wanted: list[set[str]],
+                settings, intrinsics: list) -> list[dict[str, np.ndarray]]:
+        """Network, post-processing and every output on the device; each image's arrays come
+        back in one transfer (``device_outputs.download``)."""
+        from ..device_outputs import DeviceOutputs, download
+        from ..outputs import parts_needed
+        if self._device_outputs is None:
+            self._device_outputs = DeviceOutputs(self.preset, self.torch_device)
+        uploaded = [self._upload(image[None]) for image in images]
+        resized = [resize_on_device(u, net_size) for u in uploaded]
+        outputs = self._network(self._normalize_on_device(torch.cat(resized)))
+        parts = set().union(*(parts_needed(w) for w in wanted))
+        results = []
+        for i, image in enumerate(images):
+            pred = postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
+                                         image.shape[:2], parts, self.num_classes)
+            results.append(download(self._device_outputs.compute(
+                uploaded[i][0], pred["labels"], pred["depth"], pred["normals"],
+                pred["confidence"], settings, wanted[i], intrinsics[i])))
+        return results
 
 
 def resize_on_device(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

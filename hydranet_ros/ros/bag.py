@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import HydraNetError
-from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings, compute_outputs, parts_needed
+from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
 from ..predictor import Predictor, inference_size
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
                           compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
@@ -307,14 +307,13 @@ class BagAnnotator:
         width, height = self.request.inference_size
         sizes = [inference_size(f.rgb.shape[:2], width, height) for f in frames]
         started = time.perf_counter()
-        predictions = self.predictor.predict_many([f.rgb for f in frames], sizes,
-                                                  parts_needed(self.wanted))
-        network_done = time.perf_counter()
-        self.result.seconds["network"] += network_done - started
+        results, network_s = self.predictor.outputs_many(
+            [f.rgb for f in frames], sizes, [self.wanted] * len(frames), self.request.settings,
+            [f.intrinsics for f in frames])
+        network_done = started + network_s
+        self.result.seconds["network"] += network_s
         written: list[tuple[int, object, bytes]] = []
-        for frame, prediction in zip(frames, predictions):
-            arrays = compute_outputs(frame.rgb, prediction, self.predictor.preset,
-                                     self.request.settings, self.wanted, frame.intrinsics)
+        for frame, arrays in zip(frames, results):
             messages = frame_messages(arrays, frame.msg.header, frame.info, self.kit)
             for relative, msg in messages.items():
                 conn, msgtype = self.outputs[relative]

@@ -26,8 +26,7 @@ from ..errors import HydraNetError
 from ..geometry import Intrinsics
 from ..latest import LatestSlots
 from ..memory import keep_freed_memory
-from ..outputs import (OUTPUTS, OutputSettings, class_ids, compute_outputs,
-                       parts_needed)
+from ..outputs import (OUTPUTS, OutputSettings, class_ids)
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
@@ -275,23 +274,20 @@ class HydraNetNode(Node):
         return wanted
 
     def _process(self, jobs: list[Job]) -> None:
-        """One network call for all jobs, then each camera's outputs."""
+        """One network call for all jobs, then each camera's outputs (made on the GPU by
+        CUDA engines, on the host otherwise)."""
         if not jobs:
             return
-        settings = self.settings
-        started = time.perf_counter()
         sizes = [inference_size(job.rgb.shape[:2], self.param("inference_width"),
                                 self.param("inference_height")) for job in jobs]
-        parts = set().union(*(parts_needed(job.wanted) for job in jobs))
-        predictions = self.predictor.predict_many([job.rgb for job in jobs], sizes, parts)
-        inference_s = time.perf_counter() - started
+        results, inference_s = self.predictor.outputs_many(
+            [job.rgb for job in jobs], sizes, [job.wanted for job in jobs], self.settings,
+            [job.intrinsics for job in jobs])
         self.stats.batch()
-        for job, prediction in zip(jobs, predictions):
-            self._publish(job, prediction, settings, inference_s)
+        for job, arrays in zip(jobs, results):
+            self._publish(job, arrays, inference_s)
 
-    def _publish(self, job: Job, prediction, settings: OutputSettings, inference_s: float) -> None:
-        arrays = compute_outputs(job.rgb, prediction, self.predictor.preset, settings,
-                                 job.wanted, job.intrinsics)
+    def _publish(self, job: Job, arrays: dict, inference_s: float) -> None:
         header = job.frame.msg.header
         messages = frame_messages(arrays, header, job.info)
         if self._stopping.is_set():
