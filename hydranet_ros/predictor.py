@@ -81,17 +81,8 @@ class Predictor:
     def predict_many(self, images: list[np.ndarray], net_sizes: list[tuple[int, int] | None],
                      parts: set[str] | frozenset[str] = frozenset(PARTS)) -> list[Prediction]:
         """Several images; those that run at the same network size go through as one batch."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, (image, size) in enumerate(zip(images, net_sizes)):
-            check_rgb(image)
-            groups.setdefault(size or image.shape[:2], []).append(index)
-        results: list[Prediction | None] = [None] * len(images)
-        for size, indices in groups.items():
-            batch = self.engine.predict([images[i] for i in indices], size, parts)
-            for i, prediction in zip(indices, batch):
-                results[i] = prediction
-        return results
-
+        return _by_network_size(images, net_sizes, lambda indices, size: self.engine.predict(
+            [images[i] for i in indices], size, parts))
 
     def outputs_many(self, images: list[np.ndarray], net_sizes: list[tuple[int, int] | None],
                      wanted: list[set[str]], settings: OutputSettings,
@@ -101,23 +92,30 @@ class Predictor:
         others predict, then make the arrays on the host (``outputs.compute_outputs``)."""
         started = time.perf_counter()
         if self.engine.outputs_on_device:
-            groups: dict[tuple[int, int], list[int]] = {}
-            for index, (image, size) in enumerate(zip(images, net_sizes)):
-                check_rgb(image)
-                groups.setdefault(size or image.shape[:2], []).append(index)
-            results: list[dict | None] = [None] * len(images)
-            for size, indices in groups.items():
-                made = self.engine.outputs([images[i] for i in indices], size,
-                                           [wanted[i] for i in indices], settings,
-                                           [intrinsics[i] for i in indices])
-                for i, arrays in zip(indices, made):
-                    results[i] = arrays
+            results = _by_network_size(images, net_sizes, lambda indices, size: self.engine.outputs(
+                [images[i] for i in indices], size, [wanted[i] for i in indices], settings,
+                [intrinsics[i] for i in indices]))
             return results, time.perf_counter() - started
         parts = set().union(*(parts_needed(w) for w in wanted))
         predictions = self.predict_many(images, net_sizes, parts)
         network_s = time.perf_counter() - started
         return [compute_outputs(image, pred, self.preset, settings, w, intr)
                 for image, pred, w, intr in zip(images, predictions, wanted, intrinsics)], network_s
+
+
+def _by_network_size(images: list[np.ndarray], net_sizes: list[tuple[int, int] | None],
+                     run) -> list:
+    """``run(indices, size)`` once per group of images with the same network size (one
+    batch each); the results back in the images' order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (image, size) in enumerate(zip(images, net_sizes)):
+        check_rgb(image)
+        groups.setdefault(size or image.shape[:2], []).append(index)
+    results: list = [None] * len(images)
+    for size, indices in groups.items():
+        for i, result in zip(indices, run(indices, size)):
+            results[i] = result
+    return results
 
 
 def _quiet(_: str) -> None:

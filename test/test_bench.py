@@ -19,7 +19,8 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     import_or_skip("rclpy", "the node part needs rclpy (pip install -e .[ros])")
     out = tmp_path / "bench"
     args = [BENCH, "--sizes", "64x96", "--runs", "2", "--cameras", "1,2", "--node-frames", "2",
-            "--delivery-rates", "2", "--delivery-frames", "4", "--out", str(out)]
+            "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
+            "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr

@@ -24,6 +24,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
     parser.add_argument("input", type=Path, metavar="INPUT_BAG", help="bag folder or file")
     parser.add_argument("output", type=Path, metavar="OUTPUT_BAG", help="bag folder to write")
+    add_annotation_arguments(parser)
+    parser.add_argument("--start", type=float, default=0.0,
+                        help="seconds from the bag's start to begin annotating")
+    parser.add_argument("--end", type=float, help="seconds from the bag's start to stop annotating")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="frames per network call (0: 4 on a GPU, 1 on a CPU)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser.parse_args(argv)
+
+
+def add_annotation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to annotate and how: shared by hydranet-bag and hydranet-fleet."""
     parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or "
                         "CompressedImage topic; outputs go under its namespace")
     parser.add_argument("--camera-info-topic", help="default: <namespace>/camera_info if recorded")
@@ -35,15 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated, from: {', '.join(OUTPUT_BY_NAME)}")
     parser.add_argument("--storage", choices=STORAGES, help="default: the input's")
     parser.add_argument("--every", type=int, default=1, help="annotate every N-th frame")
-    parser.add_argument("--start", type=float, default=0.0,
-                        help="seconds from the bag's start to begin annotating")
-    parser.add_argument("--end", type=float, help="seconds from the bag's start to stop annotating")
-    parser.add_argument("--batch", type=int, default=0,
-                        help="frames per network call (0: 4 on a GPU, 1 on a CPU)")
     parser.add_argument("--max-depth", type=float, default=0.0,
                         help="depth beyond this (m) is NaN; 0: the preset's range")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    return parser.parse_args(argv)
 
 
 def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:

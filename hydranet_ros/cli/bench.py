@@ -30,6 +30,7 @@ from .common import run_main
 from .export import parse_size
 
 PROG = "hydranet-bench"
+#: The frame size of the multi-camera, node and delivery measurements (--node-size).
 NODE_SIZE = (480, 640)
 
 
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "cases stop earlier, after at least 3)")
     parser.add_argument("--cameras", default="1,2,4", help="camera counts for the batch "
                         "throughput ('' to skip)")
+    parser.add_argument("--node-size", default="480x640", help="HEIGHTxWIDTH of the frames "
+                        "for the cameras, node and delivery measurements")
     parser.add_argument("--node-frames", type=int, default=20,
                         help="frames through the node end to end (0 to skip)")
     parser.add_argument("--delivery-rates", default="2,5", help="camera rates (Hz) for the "
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
               f"fp32 model):\n" + format_accuracy(report_accuracy))
     else:
         report_accuracy = None
-    candidates = [r for r in rows if r.size == f"{NODE_SIZE[1]}x{NODE_SIZE[0]}"] or rows
+    node_size = parse_size(args.node_size)
+    candidates = [r for r in rows if r.size == f"{node_size[1]}x{node_size[0]}"] or rows
     best = min(candidates, key=lambda r: r.median_ms)
     if best.speedup == best.speedup:
         print(f"\nbest at {best.size}: {best.backend} {best.precision}, {best.median_ms:.1f} ms, "
@@ -121,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if counts:
         engine = build_engine(model, preset, best.backend, device, best.precision,
                               calibration=SYNTHETIC)
-        report["cameras"] = bench_cameras(engine, preset, NODE_SIZE, counts)
-        print(f"\ncameras batched ({best.backend} {best.precision}, 640x480, network and "
-              "post-processing):")
+        report["cameras"] = bench_cameras(engine, preset, node_size, counts)
+        print(f"\ncameras batched ({best.backend} {best.precision}, {node_size[1]}x"
+              f"{node_size[0]}, network and post-processing):")
         for c in report["cameras"]:
             print(f"  {c['cameras']} camera(s): {c['batch_ms']:.1f} ms per batch, "
                   f"{c['frames_per_s']:.1f} frames/s")
@@ -136,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             # benchmark below gives this process the large-data profile for good
             if rates:
                 report["delivery"] = run_delivery_benchmark(checkpoint, best, str(device),
-                                                            rates, args.delivery_frames)
+                                                            rates, args.delivery_frames,
+                                                            node_size)
             if args.node_frames > 0:
                 report["node"] = run_node_benchmark(checkpoint, best, str(device),
-                                                    args.node_frames)
+                                                    args.node_frames, node_size)
     args.out.mkdir(parents=True, exist_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     outputs[0].write_text(json.dumps(report, indent=2) + "\n")
@@ -150,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int) -> dict | None:
+def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
+                       size: tuple[int, int] = NODE_SIZE) -> dict | None:
     """The node end to end with the best backend on the benchmark's device, compared with
     that engine's latency."""
     try:
@@ -158,13 +164,13 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int) ->
     except ImportError as exc:
         print(f"{PROG}: node end to end skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
-    result = node_end_to_end(checkpoint, best.backend, best.precision, bench_image(NODE_SIZE),
+    result = node_end_to_end(checkpoint, best.backend, best.precision, bench_image(size),
                              frames, device=device)
     node_ms = result["node_receipt_to_publish_ms"]["median"]
     result["engine_network_ms"] = best.median_ms
     result["engine_with_postprocessing_ms"] = best.predict_ms
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
-    print(f"\nnode end to end, 640x480, every output ({result['backend']}, in one process): "
+    print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, in one process): "
           f"receipt to last publish {node_ms:.1f} ms median "
           f"(p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); engine "
           f"{best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with post-processing; "
@@ -174,7 +180,7 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int) ->
 
 
 def run_delivery_benchmark(checkpoint: Path, best: Row, device: str, rates: list[float],
-                           frames: int) -> list[dict] | None:
+                           frames: int, size: tuple[int, int] = NODE_SIZE) -> list[dict] | None:
     """What a subscriber in another process receives: per output and reliability, the share
     of processed frames and the stamp-to-receipt latency (camera, node and this process)."""
     try:
@@ -183,10 +189,10 @@ def run_delivery_benchmark(checkpoint: Path, best: Row, device: str, rates: list
         print(f"{PROG}: delivery skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
     runs = []
-    print(f"\ndelivery to a subscriber in another process (synthetic camera 640x480, "
+    print(f"\ndelivery to a subscriber in another process (synthetic camera {size[1]}x{size[0]}, "
           f"{best.backend} {best.precision}):")
     for rate in rates:
-        run = measure_delivery(str(checkpoint), rate, frames, NODE_SIZE, best.backend, device,
+        run = measure_delivery(str(checkpoint), rate, frames, size, best.backend, device,
                                node_params={"precision": best.precision, "max_depth": 1000.0,
                                             "calibration_images": SYNTHETIC})
         print(format_delivery(run))

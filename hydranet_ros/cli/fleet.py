@@ -13,9 +13,8 @@ from .. import weights as weights_mod
 from ..errors import HydraNetError
 from ..fleet import REPORT, FleetOptions, Settings, run_fleet, weights_digest
 from ..outputs import OUTPUT_BY_NAME
-from ..presets import preset_names
-from ..ros.bag import DEFAULT_OUTPUTS, STORAGES
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, add_engine_arguments, run_main
+from .bag import add_annotation_arguments
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, run_main
 
 PROG = "hydranet-fleet"
 
@@ -26,18 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="bag folders, globs of them, or folders searched for bags")
     parser.add_argument("--out", required=True, type=Path,
                         help="output folder: one annotated bag per input, same name")
-    parser.add_argument("--image-topic", required=True)
-    parser.add_argument("--camera-info-topic", help="default: <namespace>/camera_info")
-    parser.add_argument("--weights", default="kitti",
-                        help=f"checkpoint file or preset ({', '.join(preset_names())})")
-    parser.add_argument("--preset", choices=preset_names())
-    add_engine_arguments(parser)
-    parser.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
-                        help=f"comma-separated, from: {', '.join(OUTPUT_BY_NAME)}")
-    parser.add_argument("--storage", choices=STORAGES, help="default: each input's")
-    parser.add_argument("--every", type=int, default=1, help="annotate every N-th frame")
-    parser.add_argument("--max-depth", type=float, default=0.0,
-                        help="depth beyond this (m) is NaN; 0: the preset's range")
+    add_annotation_arguments(parser)
     parser.add_argument("--workers", type=int, default=2,
                         help="Ray workers (actors), each with the model loaded once")
     parser.add_argument("--ray-address", help="an existing Ray cluster (auto, ray://HOST:10001); "

@@ -94,6 +94,15 @@ class Consumer:
     def processed(self) -> int:
         return int(self.diagnostics.get("frames processed", 0))
 
+    def all_accounted(self) -> bool:
+        """Every frame the node received is processed, dropped, rejected or skipped."""
+        d = {k: int(self.diagnostics.get(k, 0)) for k in (
+            "frames received", "frames processed", "frames dropped", "frames rejected",
+            "frames skipped, no subscribers")}
+        return d["frames received"] > 0 and d["frames received"] <= (
+            d["frames processed"] + d["frames dropped"] + d["frames rejected"]
+            + d["frames skipped, no subscribers"])
+
 
 def _latency_ms(stamps: dict[tuple[int, int], tuple[float, float]], which: int) -> list[float]:
     """Stamp to reception (``which`` 0) or to the callback (1), milliseconds."""
@@ -160,9 +169,15 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
                     progress(min(frames, round((time.monotonic() - started) * rate)))
                 if time.monotonic() - started > frames / rate + START_TIMEOUT_S:
                     raise RuntimeError(f"the camera did not finish; see {camera_log}")
+            # the run ends when the node has dealt with every frame it received (a frame in
+            # flight, such as a first one waiting for a one-time export, is not yet counted)
+            # and nothing has changed for SETTLE_S
+            deadline = time.monotonic() + START_TIMEOUT_S
             last, still_since = consumer.processed(), time.monotonic()
-            while time.monotonic() - still_since < SETTLE_S:
+            while (time.monotonic() - still_since < SETTLE_S or not consumer.all_accounted()) \
+                    and time.monotonic() < deadline:
                 consumer.spin_for(0.1)
+                _check_alive(processes, logs)
                 if consumer.processed() != last:
                     last, still_since = consumer.processed(), time.monotonic()
             diagnostics = dict(consumer.diagnostics)
