@@ -41,10 +41,13 @@ def metric_depth(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
 def depth_colors(depth: torch.Tensor, value_range: tuple[float, float],
                  plasma: torch.Tensor) -> torch.Tensor:
     """The plasma map over ``value_range`` (OpenCV's convertScaleAbs, then the table); black
-    where the depth is not finite."""
+    where the depth is not finite. Scalars stay Python numbers, so the function can be
+    captured in a CUDA graph (no host-to-device copies)."""
     low, high = value_range
+    low32 = float(np.float32(low))
     scale = np.float32(255.0 / (high - low))
-    shifted = torch.fmax(depth, torch.tensor(np.float32(low), device=depth.device))
+    # fmax(depth, low): NaN becomes low, as OpenCV's maximum does
+    shifted = torch.where(depth >= low32, depth, torch.full_like(depth, low32))
     index = (shifted * scale + np.float32(-low * scale)).abs_().round_().clamp_(0, 255)
     colored = plasma[index.to(torch.long)]
     return colored * torch.isfinite(depth).unsqueeze(-1).to(torch.uint8)
@@ -52,8 +55,8 @@ def depth_colors(depth: torch.Tensor, value_range: tuple[float, float],
 
 def normals_colors(normals: torch.Tensor) -> torch.Tensor:
     """R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated, as ``visualize.colorize_normals``."""
-    flip = torch.tensor([1.0, 1.0, -1.0], dtype=torch.float32, device=normals.device)
-    return (((normals * flip + 1.0) / 2.0) * 255.0).to(torch.uint8)
+    signed = torch.cat([normals[..., :2], -normals[..., 2:]], dim=-1)
+    return (((signed + 1.0) / 2.0) * 255.0).to(torch.uint8)
 
 
 def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:
@@ -64,14 +67,15 @@ def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:
 
 def point_cloud(depth: torch.Tensor, intr: Intrinsics, colors: torch.Tensor,
                 labels: torch.Tensor, stride: int = 1, max_depth: float = float("inf"),
-                excluded: np.ndarray | None = None, organized: bool = True) -> torch.Tensor:
+                excluded: torch.Tensor | None = None, organized: bool = True) -> torch.Tensor:
     """(rows, cols, 5) float32 laid out as POINT_DTYPE (x, y, z, rgb, label + 2 zero bytes),
-    or (1, N, 5) of the valid points; the same bytes as ``geometry.point_cloud``."""
+    or (1, N, 5) of the valid points; the same bytes as ``geometry.point_cloud``.
+    ``excluded``: class ids (int64, on the depth's device) whose points are dropped."""
     z = depth[::stride, ::stride]
     sub_labels = labels[::stride, ::stride]
     valid = (z > 0) & (z <= max_depth)
-    if excluded is not None and excluded.size:
-        valid &= ~torch.isin(sub_labels.long(), torch.as_tensor(excluded, device=z.device))
+    if excluded is not None and excluded.numel():
+        valid &= ~torch.isin(sub_labels.long(), excluded)
     z = torch.where(valid, z, torch.full_like(z, float("nan")))
     f32 = dict(dtype=torch.float32, device=z.device)
     cols = torch.arange(z.shape[1], **f32) * stride
@@ -92,6 +96,25 @@ class DeviceOutputs:
         size = 256 if preset.num_classes <= 256 else 65536
         self.palette = torch.from_numpy(label_palette(preset, size)).to(device)
         self.plasma = torch.from_numpy(np.ascontiguousarray(PLASMA_RGB[:, 0])).to(device)
+        self._excluded: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def excluded(self, names: tuple[str, ...]) -> torch.Tensor:
+        """The ids of excluded classes on the device, made once per list (so that a frame's
+        work has no host-to-device copy and can be captured in a CUDA graph)."""
+        key = tuple(names)
+        if key not in self._excluded:
+            ids = class_ids(self.preset, key)
+            self._excluded[key] = torch.as_tensor(ids, dtype=torch.long).to(self.device)
+        return self._excluded[key]
+
+    def fixed_shapes(self, settings: OutputSettings, wanted: set[str]) -> bool:
+        """Whether every output's shape is known before the frame runs and no step reads
+        values back to the host: the condition for capturing the work in a CUDA graph.
+        Compact (non-organized) clouds vary in length; a depth colour range taken from
+        each frame needs the frame's depth on the host."""
+        if "points" in wanted and not settings.pointcloud_organized:
+            return False
+        return "depth_color" not in wanted or self.preset.depth_range is not None
 
     def compute(self, rgb: torch.Tensor, labels: torch.Tensor | None, depth: torch.Tensor | None,
                 normals: torch.Tensor | None, confidence: torch.Tensor | None,
@@ -121,7 +144,7 @@ class DeviceOutputs:
             source = colors if settings.pointcloud_color == "segmentation" else rgb
             out["points"] = point_cloud(
                 metric, intrinsics, source, labels, settings.pointcloud_stride, cloud_max,
-                class_ids(self.preset, settings.pointcloud_exclude_classes),
+                self.excluded(settings.pointcloud_exclude_classes),
                 settings.pointcloud_organized)
         if "overlay" in wanted:
             out["overlay"] = overlay(rgb, colors, settings.overlay_alpha)
@@ -134,37 +157,55 @@ class DeviceOutputs:
         return out
 
 
-def download(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Every output to the host in one transfer: packed into one byte buffer on the device,
-    copied once (into pinned memory from CUDA, with one synchronisation), then viewed as the
-    arrays the messages take their bytes from. Point clouds come back as POINT_DTYPE."""
-    if not outputs:
-        return {}
-    names = list(outputs)
-    flat = [outputs[n].contiguous().view(-1).view(torch.uint8) for n in names]
-    packed = torch.cat(flat)
-    if packed.is_cuda:
-        host = torch.empty(packed.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(packed, non_blocking=True)
-        torch.cuda.current_stream(packed.device).synchronize()
-    else:
-        host = packed
-    buffer = host.numpy()
+def pack(outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
+    """The outputs as one byte tensor on their device, and the layout ``unpack`` reads it
+    back with: (name, dtype, shape, bytes) per output."""
+    layout = [(name, t.dtype, tuple(t.shape), t.numel() * t.element_size())
+              for name, t in outputs.items()]
+    flat = [t.contiguous().view(-1).view(torch.uint8) for t in outputs.values()]
+    return (torch.cat(flat) if flat else torch.empty(0, dtype=torch.uint8)), layout
+
+
+def to_host(packed: torch.Tensor) -> torch.Tensor:
+    """A device byte tensor on the host: from CUDA one non-blocking copy into fresh pinned
+    memory and one synchronisation (the arrays made from it own that memory)."""
+    if not packed.is_cuda:
+        return packed
+    host = torch.empty(packed.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(packed, non_blocking=True)
+    torch.cuda.current_stream(packed.device).synchronize()
+    return host
+
+
+def unpack(buffer: np.ndarray, layout: list[tuple]) -> dict[str, np.ndarray]:
+    """Views of a host byte buffer as the arrays the messages take their bytes from; point
+    clouds as POINT_DTYPE, labels of more than 256 classes as uint16."""
     arrays: dict[str, np.ndarray] = {}
     offset = 0
-    for name, part in zip(names, flat):
-        tensor = outputs[name]
-        chunk = buffer[offset:offset + part.numel()]
-        offset += part.numel()
+    for name, dtype, shape, size in layout:
+        chunk = buffer[offset:offset + size]
+        offset += size
         if name == "points":
-            arrays[name] = chunk.view(POINT_DTYPE).reshape(tensor.shape[:-1])
+            arrays[name] = chunk.view(POINT_DTYPE).reshape(shape[:-1])
         else:
-            dtype = {torch.uint8: np.uint8, torch.int32: np.int32, torch.float32: np.float32,
-                     torch.int16: np.int16}[tensor.dtype]
-            arrays[name] = chunk.view(dtype).reshape(tuple(tensor.shape))
+            arrays[name] = chunk.view(NUMPY_DTYPES[dtype]).reshape(shape)
     if "labels" in arrays and arrays["labels"].dtype == np.int32:  # > 256 classes
         arrays["labels"] = arrays["labels"].astype(np.uint16)
     return arrays
+
+
+NUMPY_DTYPES = {torch.uint8: np.uint8, torch.int32: np.int32, torch.float32: np.float32,
+                torch.int16: np.int16}
+
+
+def download(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Every output to the host in one transfer: packed into one byte buffer on the device,
+    copied once (into pinned memory from CUDA, with one synchronisation), then viewed as the
+    arrays the messages take their bytes from."""
+    if not outputs:
+        return {}
+    packed, layout = pack(outputs)
+    return unpack(to_host(packed).numpy(), layout)
 
 
 def prediction_tensors(pred: Prediction, device: torch.device) -> dict[str, torch.Tensor | None]:

@@ -20,6 +20,7 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     out = tmp_path / "bench"
     args = [BENCH, "--sizes", "64x96", "--runs", "2", "--cameras", "1,2", "--node-frames", "2",
             "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
+            "--peak-rates", "2,400", "--peak-seconds", "2", "--pipeline", "both",
             "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
@@ -36,9 +37,18 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_memory_mb"] > 0
                for r in rows)
     assert [c["cameras"] for c in report["cameras"]] == [1, 2]
-    node = report["node"]
-    assert node["frames"] == 2 and node["node_receipt_to_publish_ms"]["median"] > 0
-    assert node["backend"].endswith("on cpu")  # the device the engines were measured on
+    assert "backend auto picks openvino" in done.stdout
+    assert [node["pipelined"] for node in report["node"]] == [True, False]
+    for node in report["node"]:
+        assert node["frames"] == 2 and node["node_receipt_to_publish_ms"]["median"] > 0
+        assert node["backend"].endswith("on cpu")  # the device the engines were measured on
+    for peak in report["node_peak"]:
+        slow, fast = peak["runs"]
+        assert slow["sent"] == 4 and fast["sent"] == 800
+        # 2 Hz is sustained; no node on this machine publishes 400 frames a second
+        assert slow["lost_share"] < 0.05 and fast["lost_share"] > 0.5, peak
+        assert peak["peak_rate_hz"] == 2
+    assert "node peak rate" in done.stdout
     delivery = report["delivery"][0]
     assert delivery["rate_hz"] == 2 and delivery["frames_published"] == 4
     assert delivery["frames_processed"] >= 1, delivery

@@ -515,3 +515,48 @@ def test_bad_cameras_parameter_is_one_error_line(ros, checkpoint, tmp_path):
                                                   "cameras": ["front", "front"]})
     code, _ = proc.stop(timeout=30) if proc.proc.wait(30) is None else (proc.proc.returncode, 0)
     assert code == 1 and "cameras: front listed twice" in proc.log(), proc.log()
+
+
+def test_pipelined_node_publishes_whole_frames_in_stamp_order(ros, checkpoint, predictor, tmp_path):
+    """pipeline enabled (the GPU default), here on the CPU: a burst of frames faster than the node
+    runs them; every frame it publishes has every output, each output's stamps only go up,
+    the results are the core's, and it still stops cleanly."""
+    proc = NodeProcess(tmp_path / "piped.log",
+                       {"weights": str(checkpoint), **SAME_ENGINE, "pipeline": "enabled",
+                        "max_depth": MAX_DEPTH, "output_reliability": "reliable"},
+                       namespace="/piped")
+    probe = Probe("piped_probe", namespace="/piped")
+    pictures = [picture(seed) for seed in range(3)]
+    try:
+        assert proc.wait_for_log("pipelined"), proc.log()
+        assert probe.wait_connected(probe.image_pub), proc.log()
+        probe.info = camera_info(WIDTH, HEIGHT)
+        first = probe.exchange(probe.image_pub, lambda s: image_msg(pictures[0], "rgb8", s),
+                               ALL_TOPICS)
+        assert first, probe.report() + proc.log()
+        for topic in ALL_TOPICS:
+            probe.received[topic].clear()
+        sent = []
+        for i in range(15):
+            stamp = probe.stamp()
+            probe.info.header.stamp = stamp
+            probe.info_pub.publish(probe.info)
+            probe.image_pub.publish(image_msg(pictures[i % 3], "rgb8", stamp))
+            sent.append((stamp, pictures[i % 3]))
+            probe.spin_until(lambda: False, timeout=0.02)
+        last_stamp, last_picture = sent[-1]
+        # the newest frame always wins, so the last one sent is published
+        found = probe.wait_outputs(last_stamp, ALL_TOPICS, timeout=60)
+        probe.spin_until(lambda: False, timeout=1.0)  # anything still in flight
+    finally:
+        probe.destroy()
+        code, _ = proc.stop()
+    check_outputs(found, last_stamp, predictor, last_picture)
+    order = [stamp for stamp, _ in sent]
+    published = {topic: [order.index(m.header.stamp) for m in probe.received[topic]]
+                 for topic in ALL_TOPICS}
+    for topic, indices in published.items():
+        assert indices == sorted(set(indices)), f"{topic} out of order: {indices}"
+    assert all(indices == published["points"] for indices in published.values()), published
+    assert 2 <= len(published["points"]) < len(sent), published["points"]
+    assert code == 0 and "Traceback" not in proc.log(), proc.log()

@@ -20,7 +20,7 @@ from .. import weights as weights_mod
 from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines, bench_image,
                          cases, format_accuracy, format_table, rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
-from ..engines import build_engine, select_device
+from ..engines import auto_order, build_engine, default_precision, select_device
 from ..engines.quantize import SYNTHETIC
 from ..errors import HydraNetError
 from ..memory import keep_freed_memory
@@ -49,6 +49,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "for the cameras, node and delivery measurements")
     parser.add_argument("--node-frames", type=int, default=20,
                         help="frames through the node end to end (0 to skip)")
+    parser.add_argument("--peak-rates", default="auto", help="camera rates (Hz) at which "
+                        "the node's losses are measured, to find its peak rate (the highest "
+                        "with under 5 %% of frames lost); auto: 30,60,90,120,180 on CUDA, "
+                        "2,5,10 on a CPU ('' to skip)")
+    parser.add_argument("--peak-seconds", type=float, default=5.0, help="seconds per rate")
+    parser.add_argument("--pipeline", default="auto", choices=("auto", "enabled", "disabled",
+                                                                "both"),
+                        help="the node's pipeline parameter for the node measurements; both: "
+                        "each measurement with it enabled and disabled")
     parser.add_argument("--delivery-rates", default="2,5", help="camera rates (Hz) for the "
                         "delivery measurement: camera, node and a subscriber as three processes "
                         "('' to skip)")
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if best.speedup == best.speedup:
         print(f"\nbest at {best.size}: {best.backend} {best.precision}, {best.median_ms:.1f} ms, "
               f"{best.speedup:.1f}x the eager fp32 model")
+    print(auto_choice(candidates, device))
     report = {"machine": machine(), "model": f"{model.num_classes} classes, {model.num_tasks} tasks",
               "engines": rows_as_dicts(rows)}
     if report_accuracy is not None:
@@ -132,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {c['cameras']} camera(s): {c['batch_ms']:.1f} ms per batch, "
                   f"{c['frames_per_s']:.1f} frames/s")
     rates = [float(r) for r in args.delivery_rates.split(",") if r]
-    if args.node_frames > 0 or rates:
+    peak_text = args.peak_rates if args.peak_rates != "auto" else \
+        ("30,60,90,120,180" if device.type == "cuda" else "2,5,10")
+    peak_rates = [float(r) for r in peak_text.split(",") if r]
+    pipelines = ["enabled", "disabled"] if args.pipeline == "both" else [args.pipeline]
+    if args.node_frames > 0 or rates or peak_rates:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "bench.ckpt"
             save_checkpoint(model, checkpoint)
@@ -143,8 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                                                             rates, args.delivery_frames,
                                                             node_size)
             if args.node_frames > 0:
-                report["node"] = run_node_benchmark(checkpoint, best, str(device),
-                                                    args.node_frames, node_size)
+                report["node"] = [run_node_benchmark(checkpoint, best, str(device),
+                                                     args.node_frames, node_size, pipeline)
+                                  for pipeline in pipelines]
+            if peak_rates:
+                report["node_peak"] = [run_peak_benchmark(checkpoint, best, str(device),
+                                                          peak_rates, args.peak_seconds,
+                                                          node_size, pipeline)
+                                       for pipeline in pipelines]
     args.out.mkdir(parents=True, exist_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     outputs[0].write_text(json.dumps(report, indent=2) + "\n")
@@ -155,8 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def auto_choice(rows: list[Row], device: torch.device) -> str:
+    """What ``backend: auto`` runs on this device, and whether it is what measured fastest."""
+    backend = auto_order(device)[0][0]
+    precision = default_precision(backend, device)
+    fastest = min(rows, key=lambda r: r.predict_ms)
+    mine = [r for r in rows if (r.backend, r.precision) == (backend, precision)]
+    verdict = "the fastest measured with post-processing" if mine and mine[0] is fastest else \
+        f"fastest measured with post-processing: {fastest.backend} {fastest.precision} " \
+        f"({fastest.predict_ms:.1f} ms)"
+    measured = f", {mine[0].predict_ms:.1f} ms with post-processing" if mine else ""
+    return f"backend auto picks {backend} {precision} on {device}{measured}: {verdict}"
+
+
 def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
-                       size: tuple[int, int] = NODE_SIZE) -> dict | None:
+                       size: tuple[int, int] = NODE_SIZE, pipeline: str = "auto") -> dict | None:
     """The node end to end with the best backend on the benchmark's device, compared with
     that engine's latency."""
     try:
@@ -165,17 +198,40 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
         print(f"{PROG}: node end to end skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
     result = node_end_to_end(checkpoint, best.backend, best.precision, bench_image(size),
-                             frames, device=device)
+                             frames, device=device, params={"pipeline": pipeline})
     node_ms = result["node_receipt_to_publish_ms"]["median"]
     result["engine_network_ms"] = best.median_ms
     result["engine_with_postprocessing_ms"] = best.predict_ms
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
-    print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, in one process): "
+    print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, "
+          f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, in one process): "
           f"receipt to last publish {node_ms:.1f} ms median "
           f"(p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); engine "
           f"{best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with post-processing; "
           f"node = {result['node_over_engine']:.2f}x the network; driver publish to last "
           f"output {result['driver_publish_to_last_output_ms']['median']:.1f} ms")
+    return result
+
+
+def run_peak_benchmark(checkpoint: Path, best: Row, device: str, rates: list[float],
+                       seconds: float, size: tuple[int, int] = NODE_SIZE,
+                       pipeline: str = "auto") -> dict | None:
+    """The node's losses at fixed input rates, and its peak rate (under 5 % lost)."""
+    try:
+        from ..ros.node_benchmark import node_peak_rate
+    except ImportError as exc:
+        print(f"{PROG}: peak rate skipped: rclpy is not available ({exc})", file=sys.stderr)
+        return None
+    result = node_peak_rate(checkpoint, best.backend, best.precision, bench_image(size), rates,
+                            seconds, device=device, params={"pipeline": pipeline})
+    print(f"\nnode peak rate, {size[1]}x{size[0]}, every output ({best.backend} {best.precision}, "
+          f"pipeline {pipeline}): {result['peak_rate_hz'] or 'below ' + str(min(rates))} Hz")
+    for run in result["runs"]:
+        latency = run["node_receipt_to_publish_ms"]
+        print(f"  {run['rate_hz']:g} Hz: sent {run['sent']}, published {run['published']} "
+              f"({run['lost_share'] * 100:.1f} % lost)" + (
+                  f", receipt to publish {latency['median']:.1f} ms median (p90 "
+                  f"{latency['p90']:.1f})" if latency else ""))
     return result
 
 

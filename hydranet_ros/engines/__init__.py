@@ -48,7 +48,7 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
     if backend == "torch":
-        return TorchEngine(model, preset, device, precision)
+        return TorchEngine(model, preset, device, precision, log=log)
     if backend == "openvino":
         if device.type != "cpu":
             raise EngineError(f"the openvino backend runs on the CPU, not {device}")
@@ -61,7 +61,7 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
 def auto_order(device: torch.device) -> list[tuple[str, str]]:
     """Backends to try for ``auto``, fastest first, each with the reason it is chosen."""
     if device.type == "cuda":
-        return [("torch", f"CUDA device {device}: PyTorch with fp16 on the GPU"),
+        return [("torch", f"CUDA device {device}: PyTorch, fp16 weights, each frame one CUDA graph"),
                 ("onnxruntime", "CUDA device, PyTorch failed: ONNX Runtime's GPU providers")]
     return [("openvino", "no CUDA device: OpenVINO is the fastest CPU backend"),
             ("onnxruntime", "no CUDA device and no OpenVINO: ONNX Runtime on the CPU"),

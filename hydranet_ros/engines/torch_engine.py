@@ -2,15 +2,17 @@
 
 CPU: batch-norm folded into the convolutions, channels-last memory, inference mode, and the
 graph traced and frozen per input shape (TorchScript fusions; measured 4x faster than plain
-eager on a 2-core x86 CPU). CUDA: the same plus fp16/bf16 autocast and cuDNN autotuning; images
-go up as uint8 through pinned memory, and normalisation, resizing, the bicubic upsampling, the
-argmax and the normal normalisation all run on the GPU so only uint8 labels and float maps
-come back.
+eager on a 2-core x86 CPU). CUDA: the folded channels-last model with its weights converted to
+fp16 or bf16 (no autocast) and cuDNN autotuning; images go up as uint8 from pinned staging
+buffers, and normalisation, resizing, the bicubic upsampling, the argmax, the normal
+normalisation and the node's outputs all run on the GPU, each frame's work replayed as one CUDA
+graph (``frame_graph.py``), with one transfer back and one synchronisation per frame.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -20,11 +22,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..model import HydraNet
+from ..outputs import OutputSettings, parts_needed
 from ..postprocess import CONFIDENCE, Prediction, label_dtype
 from ..presets import Preset
-from .base import Engine, EngineError, check_batch, normalize_nhwc
+from .base import Engine, EngineError, Log, check_batch, normalize_nhwc
+from .frame_graph import FrameGraphs
 
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -45,7 +49,8 @@ class TorchEngine(Engine):
 
     def __init__(self, model: HydraNet, preset: Preset, device: torch.device,
                  precision: str = "fp32", optimize: bool = True,
-                 device_postprocess: bool | None = None) -> None:
+                 device_postprocess: bool | None = None, cuda_graphs: bool = True,
+                 log: Log | None = None) -> None:
         super().__init__(preset, model.num_classes, model.num_tasks)
         self.backend = "torch" if optimize else "reference"
         self.precision = precision
@@ -58,22 +63,24 @@ class TorchEngine(Engine):
         self.device_postprocess = device.type == "cuda" and optimize \
             if device_postprocess is None else device_postprocess
         model = model.eval()
+        #: fp16/bf16 on CUDA: the folded model's weights converted, activations in that type
+        self.dtype = WEIGHT_DTYPES[precision]
         if optimize:
             model = fold_batchnorm(model).to(memory_format=torch.channels_last)
-        self.model = model.to(device)
+        self.model = model.to(device=device, dtype=self.dtype)
         self._traced: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
         self._device_outputs = None  # made on first use (device_outputs.DeviceOutputs)
+        #: Per-frame plans; captured as CUDA graphs on the optimised CUDA path.
+        self.graphs = FrameGraphs(device, capture=cuda_graphs and optimize
+                                  and device.type == "cuda", log=log)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         table = np.stack([preset.mean, preset.std]).astype(np.float32)
         self._mean, self._std = torch.from_numpy(table).to(device).view(2, 1, 3, 1, 1)
 
     def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.precision in AUTOCAST_DTYPES:
-            with torch.autocast(self.torch_device.type, dtype=AUTOCAST_DTYPES[self.precision]):
-                return self.model(x)
         if not self.optimize or self.torch_device.type != "cpu":
-            return self.model(x)
+            return self.model(x.to(self.dtype))
         return self._frozen(x)(x)
 
     def _frozen(self, x: torch.Tensor) -> torch.nn.Module:
@@ -97,10 +104,16 @@ class TorchEngine(Engine):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         check_batch(batch)
         if self.torch_device.type == "cpu":
-            x = self._host_input(batch)
-        else:
+            return tuple(out.float().numpy() for out in self._network(self._host_input(batch)))
+        if not self.optimize:
             x = self._normalize_on_device(self._upload(batch))
-        return tuple(out.float().cpu().numpy() for out in self._network(x))
+            return tuple(out.float().cpu().numpy() for out in self._network(x))
+
+        def raw_maps(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            outputs = self._network(self._normalize_on_device(inputs[0]))
+            return [{f"raw{i}": out.float() for i, out in enumerate(outputs)}]
+        maps = self.graphs.run(("infer", batch.shape), [batch], raw_maps)[0]
+        return tuple(maps[f"raw{i}"] for i in range(len(maps)))
 
     # -- the on-device path ---------------------------------------------------------------
 
@@ -118,18 +131,27 @@ class TorchEngine(Engine):
         return x.contiguous(memory_format=torch.channels_last if self.optimize
                             else torch.contiguous_format)
 
+    def _raw_on_device(self, inputs: list[torch.Tensor], net_size: tuple[int, int]):
+        """The network's raw maps for a list of (H, W, 3) uint8 device images."""
+        resized = [resize_on_device(image[None], net_size) for image in inputs]
+        return self._network(self._normalize_on_device(torch.cat(resized)))
+
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], net_size: tuple[int, int],
                 parts: frozenset[str] | set[str]) -> list[Prediction]:
         if not self.device_postprocess:
             return super().predict(images, net_size, parts)
-        resized = [resize_on_device(self._upload(image[None]), net_size) for image in images]
-        outputs = self._network(self._normalize_on_device(torch.cat(resized)))
-        results = [postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
-                                         image.shape[:2], parts, self.num_classes)
-                   for i, image in enumerate(images)]
-        return [Prediction(**download(r)) for r in results]
+        parts = frozenset(parts)
 
+        def predictions(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            outputs = self._raw_on_device(inputs, net_size)
+            return [{name: t for name, t in postprocess_on_device(
+                        tuple(out[i:i + 1] for out in outputs), tuple(image.shape[:2]), parts,
+                        self.num_classes).items() if t is not None}
+                    for i, image in enumerate(inputs)]
+        key = ("predict", tuple(image.shape for image in images), tuple(net_size), parts)
+        return [Prediction(**{name: arrays.get(name) for name in PREDICTION_FIELDS})
+                for arrays in self.graphs.run(key, images, predictions)]
 
     @property
     def outputs_on_device(self) -> bool:
@@ -137,25 +159,34 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def outputs(self, images: list[np.ndarray], net_size: tuple[int, int], wanted: list[set[str]],
-                settings, intrinsics: list) -> list[dict[str, np.ndarray]]:
-        """Network, post-processing and every output on the device; each image's arrays come
-        back in one transfer (``device_outputs.download``)."""
-        from ..device_outputs import DeviceOutputs, download
-        from ..outputs import parts_needed
+                settings: OutputSettings, intrinsics: list) -> list[dict[str, np.ndarray]]:
+        """Network, post-processing and every output on the device (one CUDA graph per kind
+        of frame where the outputs' shapes are fixed); everything back in one transfer."""
+        from ..device_outputs import DeviceOutputs
         if self._device_outputs is None:
             self._device_outputs = DeviceOutputs(self.preset, self.torch_device)
-        uploaded = [self._upload(image[None]) for image in images]
-        resized = [resize_on_device(u, net_size) for u in uploaded]
-        outputs = self._network(self._normalize_on_device(torch.cat(resized)))
-        parts = set().union(*(parts_needed(w) for w in wanted))
-        results = []
-        for i, image in enumerate(images):
-            pred = postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
-                                         image.shape[:2], parts, self.num_classes)
-            results.append(download(self._device_outputs.compute(
-                uploaded[i][0], pred["labels"], pred["depth"], pred["normals"],
-                pred["confidence"], settings, wanted[i], intrinsics[i])))
-        return results
+        maker = self._device_outputs
+        wanted = [frozenset(w) for w in wanted]
+        parts = frozenset().union(*(parts_needed(w) for w in wanted))
+        settings = copy.deepcopy(settings)  # the plan keeps them: later edits must not leak in
+
+        def frame_outputs(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            outputs = self._raw_on_device(inputs, net_size)
+            results = []
+            for i, image in enumerate(inputs):
+                pred = postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
+                                             tuple(image.shape[:2]), parts, self.num_classes)
+                results.append(maker.compute(image, pred["labels"], pred["depth"],
+                                             pred["normals"], pred["confidence"], settings,
+                                             set(wanted[i]), intrinsics[i]))
+            return results
+        key = ("outputs", tuple(image.shape for image in images), tuple(net_size), tuple(wanted),
+               dataclasses.astuple(settings), tuple(intrinsics))
+        capturable = all(maker.fixed_shapes(settings, w) for w in wanted)
+        return self.graphs.run(key, images, frame_outputs, capturable)
+
+
+PREDICTION_FIELDS = ("labels", "depth", "normals", "confidence")
 
 
 def resize_on_device(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -200,19 +231,6 @@ def confidence_on_device(scores: torch.Tensor) -> torch.Tensor:
     total = torch.exp(scores - scores.amax(dim=0)).sum(dim=0)
     probability = torch.nan_to_num(255.0 / total, nan=0.0, posinf=0.0, neginf=0.0)
     return probability.clamp_(0.0, 255.0).round_().to(torch.uint8)
-
-
-def download(tensors: dict[str, torch.Tensor | None]) -> dict[str, np.ndarray | None]:
-    """Device tensors -> host arrays; from CUDA by non-blocking copies into pinned memory,
-    with one synchronisation for all of them."""
-    on_gpu = [t for t in tensors.values() if t is not None and t.is_cuda]
-    host = {name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
-            if t is not None and t.is_cuda else t for name, t in tensors.items()}
-    if on_gpu:
-        torch.cuda.current_stream(on_gpu[0].device).synchronize()
-    arrays = {name: None if t is None else t.contiguous().numpy() for name, t in host.items()}
-    return {name: a.astype(np.uint16) if a is not None and a.dtype == np.int32 else a
-            for name, a in arrays.items()}
 
 
 def select_device(spec: str) -> torch.device:

@@ -4,10 +4,16 @@ Receipt and work are decoupled: the subscription callback only drops the message
 queue of one, and a worker thread takes the newest frame, runs the network and publishes.
 A frame that arrives while the worker is busy replaces the waiting one (counted as dropped),
 so latency never builds up. Outputs nobody subscribes to are not computed.
+
+Pipelined (parameter ``pipeline``, enabled by default for GPU engines): a second thread builds and
+publishes the messages of frame N while the worker already runs frame N+1; one frame waits
+between them at most, and the publisher takes them in order, so each camera's outputs stay in
+stamp order.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -85,6 +91,9 @@ class HydraNetNode(Node):
         self._stopping = threading.Event()
         self._output_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._publisher: threading.Thread | None = None
+        #: Pipelined: results waiting for the publishing thread (one at most).
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -113,8 +122,21 @@ class HydraNetNode(Node):
         self._open_topics()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        if self._wants_pipeline(engine):
+            logger.info("pipelined: the network runs the next frame while this one is published")
+            self._publisher = threading.Thread(target=self._publish_work,
+                                               name="hydranet-publisher", daemon=True)
+            self._publisher.start()
         self._worker = threading.Thread(target=self._work, name="hydranet-worker", daemon=True)
         self._worker.start()
+
+    @property
+    def pipelined(self) -> bool:
+        return self._publisher is not None
+
+    def _wants_pipeline(self, engine) -> bool:
+        choice = self.param("pipeline")
+        return engine.outputs_on_device if choice == "auto" else choice == "enabled"
 
     def _open_topics(self) -> None:
         logger = self.get_logger()
@@ -236,13 +258,31 @@ class HydraNetNode(Node):
                 self._process([job for name, frame in frames.items()
                                if (job := self._decode(self.cameras[name], frame)) is not None])
             except Exception as exc:  # an engine failure must not end the node
-                if self._stopping.is_set() or not self.context.ok():
-                    return  # shutting down: publishing on a closed context fails, quietly
-                for _ in frames:
-                    self.stats.rejected("processing error")
-                stamps = ", ".join(_stamp_text(frame.msg) for frame in frames.values())
-                self.get_logger().error(f"processing {len(frames)} frame(s) ({stamps}) "
-                                        f"failed, skipped: {type(exc).__name__}: {exc}")
+                self._failed([frame.msg for frame in frames.values()], exc)
+
+    def _failed(self, msgs: list, exc: Exception) -> None:
+        """One error line for frames that could not be processed; nothing while stopping."""
+        if self._stopping.is_set() or not self.context.ok():
+            return  # shutting down: publishing on a closed context fails, quietly
+        for _ in msgs:
+            self.stats.rejected("processing error")
+        stamps = ", ".join(_stamp_text(msg) for msg in msgs)
+        self.get_logger().error(f"processing {len(msgs)} frame(s) ({stamps}) "
+                                f"failed, skipped: {type(exc).__name__}: {exc}")
+
+    def _publish_work(self) -> None:
+        """The pipeline's second stage: messages built and published in the order the
+        worker finished the frames."""
+        while not self._stopping.is_set():
+            try:
+                jobs, results, inference_s = self._handoff.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                for job, arrays in zip(jobs, results):
+                    self._publish(job, arrays, inference_s)
+            except Exception as exc:  # noqa: BLE001  a bad frame must not end the node
+                self._failed([job.frame.msg for job in jobs], exc)
 
     def _decode(self, camera: Camera, frame: Frame) -> Job | None:
         """The frame as an RGB array with its intrinsics; None if nobody wants it or it is bad."""
@@ -284,8 +324,20 @@ class HydraNetNode(Node):
             [job.rgb for job in jobs], sizes, [job.wanted for job in jobs], self.settings,
             [job.intrinsics for job in jobs])
         self.stats.batch()
+        if self._publisher is not None:
+            self._hand_over((jobs, results, inference_s))
+            return
         for job, arrays in zip(jobs, results):
             self._publish(job, arrays, inference_s)
+
+    def _hand_over(self, item: tuple) -> None:
+        """To the publishing thread, waiting while it still has a frame queued."""
+        while not self._stopping.is_set():
+            try:
+                self._handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _publish(self, job: Job, arrays: dict, inference_s: float) -> None:
         header = job.frame.msg.header
@@ -314,11 +366,14 @@ class HydraNetNode(Node):
             engine.device, self.stats.snapshot(), static))
 
     def stop(self) -> None:
-        """Stop the worker; a frame in flight finishes but is not published."""
+        """Stop the worker (and the publishing thread); a frame in flight finishes but is
+        not published, a frame being published goes out whole."""
         self._stopping.set()
         self._slots.close()
-        if self._worker is not None:
-            self._worker.join(STOP_TIMEOUT_S)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for thread in (self._worker, self._publisher):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def camera_names(values: list[str]) -> list[str]:

@@ -39,79 +39,153 @@ def _camera_info(width: int, height: int) -> CameraInfo:
     return info
 
 
-def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarray,
-                    frames: int = 20, warmup: int = 3, device: str = "cpu") -> dict:
-    """Median and p90 latencies (ms) of the node with every output on and listened to."""
-    height, width = image.shape[:2]
-    rclpy.init()
-    configure_large_data(get_rmw_implementation_identifier())  # it publishes 640x480 images
-    overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
-                 Parameter("backend", value=backend), Parameter("precision", value=precision),
-                 Parameter("max_depth", value=1000.0),
-                 # int8 of a model without a calibration folder: held-out synthetic frames
-                 Parameter("calibration_images", value="synthetic"),
-                 # one statistics window for the whole run (each report starts a new one)
-                 Parameter("diagnostics_period", value=60.0)]
-    node = HydraNetNode(parameter_overrides=overrides, namespace="/hydranet_bench")
-    driver = Node("hydranet_bench_driver", namespace="/hydranet_bench")
-    executor = MultiThreadedExecutor(num_threads=2)
-    try:
-        node.start()
-        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        topics = output_topic_types(spec.name for spec in OUTPUTS
-                                    if node.predictor.has_normals or "normals" not in spec.needs)
-        arrived: dict[str, float] = {}
-        lock = threading.Condition()
+class BenchGraph:
+    """hydranet_node and a driver node in this process, every output listened to; spun by
+    a two-thread executor until ``close``."""
 
-        def on_output(topic: str, _msg) -> None:
-            with lock:
-                arrived[topic] = time.perf_counter()
-                lock.notify_all()
-        subs = [driver.create_subscription(msg_type, t, lambda m, t=t: on_output(t, m), reliable,
-                                           raw=True) for t, msg_type in topics.items()]
-        image_pub = driver.create_publisher(Image, "image", reliable)
-        info_pub = driver.create_publisher(CameraInfo, "camera_info", reliable)
-        executor.add_node(node)
-        executor.add_node(driver)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        _wait(lambda: all(p.get_subscription_count() > 0 for p in node.cameras[""].publishers.values())
-              and image_pub.get_subscription_count() > 0, FRAME_TIMEOUT_S)
-        info = _camera_info(width, height)
-        msg = Image(height=height, width=width, encoding="rgb8", step=width * 3,
-                    data=image.tobytes())
-        msg.header.frame_id = "camera_optical_frame"
+    def __init__(self, weights: Path, backend: str, precision: str, device: str,
+                 size: tuple[int, int], namespace: str = "/hydranet_bench",
+                 params: dict | None = None) -> None:
+        rclpy.init()
+        configure_large_data(get_rmw_implementation_identifier())  # it publishes 640x480 images
+        overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
+                     Parameter("backend", value=backend), Parameter("precision", value=precision),
+                     Parameter("max_depth", value=1000.0),
+                     # int8 of a model without a calibration folder: held-out synthetic frames
+                     Parameter("calibration_images", value="synthetic"),
+                     # one statistics window for the whole run (each report starts a new one)
+                     Parameter("diagnostics_period", value=60.0)]
+        overrides += [Parameter(name, value=value) for name, value in (params or {}).items()]
+        self.node = HydraNetNode(parameter_overrides=overrides, namespace=namespace)
+        self.driver = Node("hydranet_bench_driver", namespace=namespace)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Condition()
+        self.node.start()
+        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.topics = output_topic_types(spec.name for spec in OUTPUTS if
+                                         self.node.predictor.has_normals or "normals" not in spec.needs)
+        self.subs = [self.driver.create_subscription(msg_type, t, lambda m, t=t: self._on_output(t),
+                                                     reliable, raw=True)
+                     for t, msg_type in self.topics.items()]
+        self.image_pub = self.driver.create_publisher(Image, "image", reliable)
+        self.info_pub = self.driver.create_publisher(CameraInfo, "camera_info", reliable)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.driver)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        _wait(lambda: all(p.get_subscription_count() > 0
+                          for p in self.node.cameras[""].publishers.values())
+              and self.image_pub.get_subscription_count() > 0, FRAME_TIMEOUT_S)
+        height, width = size
+        self.info = _camera_info(width, height)
+
+    def _on_output(self, topic: str) -> None:
+        with self.lock:
+            self.arrived[topic] = time.perf_counter()
+            self.lock.notify_all()
+
+    def send(self, msg: Image, info_lead_s: float = 0.0) -> float:
+        """camera_info, then ``info_lead_s`` later the image (as drivers do), stamped now;
+        the time the image was sent."""
+        msg.header.stamp = self.info.header.stamp = self.driver.get_clock().now().to_msg()
+        self.info_pub.publish(self.info)
+        time.sleep(info_lead_s)
+        sent = time.perf_counter()
+        self.image_pub.publish(msg)
+        return sent
+
+    def close(self) -> None:
+        for sub in self.subs:
+            self.driver.destroy_subscription(sub)
+        self.executor.shutdown()
+        self.node.stop()
+        self.node.destroy_node()
+        self.driver.destroy_node()
+        rclpy.try_shutdown()
+
+
+def image_message(image: np.ndarray) -> Image:
+    height, width = image.shape[:2]
+    msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=image.tobytes())
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarray,
+                    frames: int = 20, warmup: int = 3, device: str = "cpu",
+                    params: dict | None = None) -> dict:
+    """Median and p90 latencies (ms) of the node with every output on and listened to."""
+    bench = BenchGraph(weights, backend, precision, device, image.shape[:2], params=params)
+    try:
+        msg = image_message(image)
         round_trip: list[float] = []
         for i in range(warmup + frames):
             if i == warmup:
-                node.stats.snapshot()  # start the measured window
-            with lock:
-                arrived.clear()
-            msg.header.stamp = info.header.stamp = driver.get_clock().now().to_msg()
-            info_pub.publish(info)
-            time.sleep(0.01)  # camera_info first, as drivers do
-            sent = time.perf_counter()
-            image_pub.publish(msg)
-            with lock:
-                if not lock.wait_for(lambda: len(arrived) == len(topics), FRAME_TIMEOUT_S):
+                bench.node.stats.snapshot()  # start the measured window
+            with bench.lock:
+                bench.arrived.clear()
+            sent = bench.send(msg, info_lead_s=0.01)
+            with bench.lock:
+                if not bench.lock.wait_for(lambda: len(bench.arrived) == len(bench.topics),
+                                           FRAME_TIMEOUT_S):
                     raise RuntimeError(f"outputs missing after {FRAME_TIMEOUT_S:.0f} s: "
-                                       f"{sorted(set(topics) - set(arrived))}")
+                                       f"{sorted(set(bench.topics) - set(bench.arrived))}")
                 if i >= warmup:
-                    round_trip.append(max(arrived.values()) - sent)
-        snap = node.stats.snapshot()
-        for sub in subs:
-            driver.destroy_subscription(sub)
-        return {"backend": node.predictor.engine.describe(), "size": f"{width}x{height}",
+                    round_trip.append(max(bench.arrived.values()) - sent)
+        snap = bench.node.stats.snapshot()
+        return {"backend": bench.node.predictor.engine.describe(),
+                "size": f"{image.shape[1]}x{image.shape[0]}",
                 "frames": len(snap.receipt_latency_s),
+                "pipeline": (params or {}).get("pipeline", "auto"),
+                "pipelined": bench.node.pipelined,
                 "node_receipt_to_publish_ms": _summary(snap.receipt_latency_s),
                 "node_inference_ms": _summary(snap.inference_s),
                 "driver_publish_to_last_output_ms": _summary(round_trip)}
     finally:
-        executor.shutdown()
-        node.stop()
-        node.destroy_node()
-        driver.destroy_node()
-        rclpy.try_shutdown()
+        bench.close()
+
+
+#: The share of frames a rate may lose and still count as sustained (as ros2_benchmark).
+PEAK_DROP_LIMIT = 0.05
+
+
+def node_peak_rate(weights: Path, backend: str, precision: str, image: np.ndarray,
+                   rates: list[float], seconds: float = 5.0, device: str = "cpu",
+                   params: dict | None = None) -> dict:
+    """Frames sent at each fixed rate for ``seconds`` (every output listened to): the share
+    the node published, its receipt-to-publish latency; the peak rate is the highest rate
+    with under 5 % of the frames lost."""
+    bench = BenchGraph(weights, backend, precision, device, image.shape[:2],
+                       namespace="/hydranet_bench_peak", params=params)
+    runs = []
+    try:
+        msg = image_message(image)
+        for _ in range(5):  # warm-up: one-time exports, graph captures; camera_info arrives
+            bench.send(msg, info_lead_s=0.05)
+            time.sleep(0.2)
+        for rate in rates:
+            time.sleep(0.5)  # the previous rate's last frames
+            bench.node.stats.snapshot()
+            period, sent = 1.0 / rate, 0
+            started = time.perf_counter()
+            while sent < round(seconds * rate):
+                next_at = started + sent * period
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                bench.send(msg)
+                sent += 1
+            time.sleep(0.5)  # the last frame's outputs
+            snap = bench.node.stats.snapshot()
+            runs.append({"rate_hz": rate, "sent": sent, "received": snap.received,
+                         "published": snap.processed,
+                         "lost_share": round(1 - snap.processed / sent, 4),
+                         "node_receipt_to_publish_ms": _summary(snap.receipt_latency_s)
+                         if snap.receipt_latency_s else None})
+    finally:
+        bench.close()
+    sustained = [r["rate_hz"] for r in runs if r["lost_share"] < PEAK_DROP_LIMIT]
+    return {"size": f"{image.shape[1]}x{image.shape[0]}", "seconds_per_rate": seconds,
+            "pipeline": (params or {}).get("pipeline", "auto"),
+            "peak_rate_hz": max(sustained) if sustained else None, "runs": runs}
 
 
 def _wait(condition, timeout: float) -> None:

@@ -51,6 +51,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "as one batch. Empty: one camera on 'image' and 'camera_info'", read_only=True),
     ParamSpec("batch_wait", 0.01, "seconds to wait for the other cameras' frames once one "
               "has arrived", read_only=True, low=0.0, high=1.0),
+    ParamSpec("pipeline", "auto", "enabled: while the host builds and publishes a frame's "
+              "messages, the network already runs the next frame (two stages; outputs stay in "
+              "stamp order); auto: enabled for engines that make their outputs on the GPU, "
+              "disabled on CPUs, where both stages share the same cores", read_only=True,
+              choices=("auto", "enabled", "disabled")),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
               "'image/compressed'", read_only=True, choices=("raw", "compressed")),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "
