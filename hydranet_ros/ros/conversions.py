@@ -11,6 +11,7 @@ from a ``MessageKit`` naming the classes to build them with.
 
 from __future__ import annotations
 
+import array as std_array
 import sys
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -144,14 +145,18 @@ class MessageKit:
     PointCloud2: type
     PointField: type
     CameraInfo: type
-    with_data: Callable[[type, dict, bytes], object]  # (class, other fields, data) -> message
+    #: (class, other fields, the bytes as a contiguous array) -> message
+    with_data: Callable[[type, dict, np.ndarray], object]
 
 
-def _rclpy_with_data(cls: type, fields: dict, data: bytes):
-    """Assigned after construction: rclpy copies bytes into its array once this way (through
-    the constructor it would copy twice; a numpy array would go element by element)."""
+def _rclpy_with_data(cls: type, fields: dict, data: np.ndarray):
+    """rclpy keeps uint8[] as array.array('B'): filled straight from the array's memory (one
+    copy; bytes would be copied twice, a numpy array element by element) and assigned after
+    construction (the constructor would copy it again)."""
     msg = cls(**fields)
-    msg.data = data
+    buffer = std_array.array("B")
+    buffer.frombytes(data.reshape(-1).view(np.uint8))
+    msg.data = buffer
     return msg
 
 
@@ -184,7 +189,7 @@ def image_message(header, array: np.ndarray, kit: MessageKit | None = None):
     array = np.ascontiguousarray(array)
     fields = dict(header=header, height=array.shape[0], width=array.shape[1],
                   encoding=encoding, is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
-    return kit.with_data(kit.Image, fields, array.tobytes())
+    return kit.with_data(kit.Image, fields, array)
 
 
 def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None):
@@ -196,7 +201,7 @@ def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None)
         header=header, height=cloud.shape[0], width=cloud.shape[1], fields=fields,
         is_bigendian=False, point_step=cloud.dtype.itemsize,
         row_step=cloud.dtype.itemsize * cloud.shape[1],
-        is_dense=not bool(np.isnan(cloud["z"]).any())), np.ascontiguousarray(cloud).tobytes())
+        is_dense=not bool(np.isnan(cloud["z"]).any())), np.ascontiguousarray(cloud))
 
 
 def output_message(name: str, header, array: np.ndarray, kit: MessageKit | None = None):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -46,7 +47,9 @@ class BenchGraph:
     def __init__(self, weights: Path, backend: str, precision: str, device: str,
                  size: tuple[int, int], namespace: str = "/hydranet_bench",
                  params: dict | None = None) -> None:
-        rclpy.init()
+        # a context of its own: measurements one after another never share one
+        self.context = Context()
+        rclpy.init(context=self.context)
         configure_large_data(get_rmw_implementation_identifier())  # it publishes 640x480 images
         overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
                      Parameter("backend", value=backend), Parameter("precision", value=precision),
@@ -56,9 +59,10 @@ class BenchGraph:
                      # one statistics window for the whole run (each report starts a new one)
                      Parameter("diagnostics_period", value=60.0)]
         overrides += [Parameter(name, value=value) for name, value in (params or {}).items()]
-        self.node = HydraNetNode(parameter_overrides=overrides, namespace=namespace)
-        self.driver = Node("hydranet_bench_driver", namespace=namespace)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.node = HydraNetNode(parameter_overrides=overrides, namespace=namespace,
+                                 context=self.context)
+        self.driver = Node("hydranet_bench_driver", namespace=namespace, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.arrived: dict[str, float] = {}
         self.lock = threading.Condition()
         self.node.start()
@@ -101,7 +105,7 @@ class BenchGraph:
         self.node.stop()
         self.node.destroy_node()
         self.driver.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=self.context)
 
 
 def image_message(image: np.ndarray) -> Image:
