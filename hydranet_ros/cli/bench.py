@@ -150,21 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "bench.ckpt"
             save_checkpoint(model, checkpoint)
-            # delivery first: its subscriber must keep Fast DDS's defaults, and the node
-            # benchmark below gives this process the large-data profile for good
+            # delivery and peak rate first: their subscriber must keep Fast DDS's defaults,
+            # and the node benchmark below gives this process the large-data profile for good
             if rates:
                 report["delivery"] = run_delivery_benchmark(checkpoint, best, str(device),
                                                             rates, args.delivery_frames,
                                                             node_size)
-            if args.node_frames > 0:
-                report["node"] = [run_node_benchmark(checkpoint, best, str(device),
-                                                     args.node_frames, node_size, pipeline)
-                                  for pipeline in pipelines]
             if peak_rates:
                 report["node_peak"] = [run_peak_benchmark(checkpoint, best, str(device),
                                                           peak_rates, args.peak_seconds,
                                                           node_size, pipeline)
                                        for pipeline in pipelines]
+            if args.node_frames > 0:
+                report["node"] = [run_node_benchmark(checkpoint, best, str(device),
+                                                     args.node_frames, node_size, pipeline)
+                                  for pipeline in pipelines]
     args.out.mkdir(parents=True, exist_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     outputs[0].write_text(json.dumps(report, indent=2) + "\n")
@@ -217,22 +217,18 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
 def run_peak_benchmark(checkpoint: Path, best: Row, device: str, rates: list[float],
                        seconds: float, size: tuple[int, int] = NODE_SIZE,
                        pipeline: str = "auto") -> dict | None:
-    """The node's losses at fixed input rates, and its peak rate (under 5 % lost)."""
+    """The node's peak rate as a subscriber in another process sees it (camera, node and
+    this process; under 5 % of frames lost)."""
     try:
-        from ..ros.node_benchmark import node_peak_rate
+        from ..ros.delivery_benchmark import format_peak, peak_rate
     except ImportError as exc:
         print(f"{PROG}: peak rate skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
-    result = node_peak_rate(checkpoint, best.backend, best.precision, bench_image(size), rates,
-                            seconds, device=device, params={"pipeline": pipeline})
-    print(f"\nnode peak rate, {size[1]}x{size[0]}, every output ({best.backend} {best.precision}, "
-          f"pipeline {pipeline}): {result['peak_rate_hz'] or 'below ' + str(min(rates))} Hz")
-    for run in result["runs"]:
-        latency = run["node_receipt_to_publish_ms"]
-        print(f"  {run['rate_hz']:g} Hz: sent {run['sent']}, published {run['published']} "
-              f"({run['lost_share'] * 100:.1f} % lost)" + (
-                  f", receipt to publish {latency['median']:.1f} ms median (p90 "
-                  f"{latency['p90']:.1f})" if latency else ""))
+    result = peak_rate(str(checkpoint), rates, seconds, size, best.backend, device,
+                       node_params={"precision": best.precision, "max_depth": 1000.0,
+                                    "calibration_images": SYNTHETIC, "pipeline": pipeline})
+    result["pipeline"] = pipeline
+    print(f"\npipeline {pipeline}: " + format_peak(result))
     return result
 
 

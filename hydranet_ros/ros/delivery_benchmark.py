@@ -118,13 +118,14 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
                      outputs: tuple[str, ...] | None = None,
                      reliabilities: tuple[str, ...] = RELIABILITIES, qos_depth: int = 5,
                      node_params: dict | None = None, logs: Path | None = None,
-                     progress=None) -> dict:
+                     progress=None, camera_params: dict | None = None) -> dict:
     """One run: the camera publishes ``frames`` frames of ``size`` (height, width) at
     ``rate`` Hz into a fresh node; returns what the consumer received and when.
 
     ``dds_profile=False`` starts the camera and the node with ``HYDRANET_DDS_PROFILE=off``
     (Fast DDS's defaults), to see what the profile changes. ``outputs`` limits the
-    subscriptions (the node computes only what is subscribed).
+    subscriptions (the node computes only what is subscribed). ``camera_params``: more
+    parameters of the synthetic camera (e.g. ``still`` for rates beyond its renderer).
     """
     import rclpy
 
@@ -159,7 +160,7 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
             processes["synthetic_camera"] = start(
                 "synthetic_camera", "hydranet_ros.ros.synthetic_camera",
                 {"rate": rate, "width": width, "height": height, "frames": frames,
-                 "held_out": "true"}, logs, namespace, env)
+                 "held_out": "true", **(camera_params or {})}, logs, namespace, env)
             camera_log = logs / "synthetic_camera.log"
             started = time.monotonic()
             while "done" not in camera_log.read_text():
@@ -226,10 +227,12 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             diagnostics: dict, received: Received, topics, reliabilities) -> dict:
     processed = int(diagnostics.get("frames processed", 0))
     node_p50 = diagnostics.get(LONG_RUN_KEY)
-    rows, complete = {}, {}
+    rows, complete, complete_stamps = {}, {}, {}
     for reliability in reliabilities:  # frames of which every subscribed output arrived
         stamp_sets = [set(received.times.get((topic, reliability), {})) for topic in topics]
-        complete[reliability] = len(set.intersection(*stamp_sets)) if stamp_sets else 0
+        whole = set.intersection(*stamp_sets) if stamp_sets else set()
+        complete[reliability] = len(whole)
+        complete_stamps[reliability] = [sec + nsec * 1e-9 for sec, nsec in whole]
     for topic in topics:
         rows[topic] = {}
         for reliability in reliabilities:
@@ -247,7 +250,65 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             "frames_processed": processed,
             "node_stamp_to_publish_p50_ms": float(node_p50) if node_p50 else None,
             "node_inference_p50_ms": _float(diagnostics.get("inference time p50 (ms)")),
-            "frames_with_every_output": complete, "outputs": rows}
+            "frames_with_every_output": complete, "outputs": rows,
+            "complete_stamps_s": {r: sorted(stamps) for r, stamps in complete_stamps.items()}}
+
+
+#: The share of frames a rate may lose and still count as sustained (as ros2_benchmark).
+PEAK_LOSS_LIMIT = 0.05
+#: Seconds at the start of each rate not counted: the node's one-time work on its first
+#: frame (engine compilation, CUDA graph capture).
+PEAK_WARMUP_S = 2.0
+
+
+def window_loss(stamps_s: list[float], rate: float, warmup_s: float = PEAK_WARMUP_S) -> dict:
+    """The share of a fixed-rate camera's frames with every output at the consumer, after
+    ``warmup_s`` from the first: frames expected from the stamps' span and the rate."""
+    counted = [s for s in stamps_s if stamps_s and s >= stamps_s[0] + warmup_s]
+    if len(counted) < 2:
+        return {"expected": None, "received": len(counted), "lost_share": 1.0}
+    expected = round((counted[-1] - counted[0]) * rate) + 1
+    return {"expected": expected, "received": len(counted),
+            "lost_share": round(max(0.0, 1 - len(counted) / expected), 4)}
+
+
+def peak_rate(weights: str, rates: list[float], seconds: float, size: tuple[int, int],
+              backend: str, device: str, node_params: dict | None = None,
+              progress=None) -> dict:
+    """The node's peak rate as a best-effort consumer in another process sees it: per
+    input rate (a camera republishing one frame, so that rendering does not limit it), the
+    share of frames with every output received after the warm-up; the peak is the highest
+    rate losing under 5 %."""
+    runs = []
+    for rate in rates:
+        run = measure_delivery(weights, rate, round(rate * (seconds + PEAK_WARMUP_S)), size,
+                               backend, device, reliabilities=("best_effort",), qos_depth=5,
+                               node_params=node_params, progress=progress,
+                               camera_params={"still": "true", "ground_truth": "false"})
+        loss = window_loss(run["complete_stamps_s"]["best_effort"], rate)
+        latency = [c["best_effort"]["latency_p50_ms"] for c in run["outputs"].values()]
+        runs.append({"rate_hz": rate, **loss,
+                     "frames_received_by_node": run["frames_received_by_node"],
+                     "frames_processed": run["frames_processed"],
+                     "node_stamp_to_publish_p50_ms": run["node_stamp_to_publish_p50_ms"],
+                     "reception_p50_ms_max": max((v for v in latency if v is not None),
+                                                 default=None)})
+    sustained = [r["rate_hz"] for r in runs if r["lost_share"] < PEAK_LOSS_LIMIT]
+    return {"size": f"{size[1]}x{size[0]}", "seconds_per_rate": seconds,
+            "peak_rate_hz": max(sustained) if sustained else None, "runs": runs}
+
+
+def format_peak(result: dict) -> str:
+    lines = [f"node peak rate at {result['size']} (every output, best-effort consumer in "
+             f"another process): {result['peak_rate_hz'] or 'none of the rates'}"
+             + (" Hz" if result["peak_rate_hz"] else "")]
+    for r in result["runs"]:
+        lines.append(f"  {r['rate_hz']:g} Hz: {r['received']} of {r['expected']} frames whole "
+                     f"at the consumer ({r['lost_share'] * 100:.1f} % lost); node received "
+                     f"{r['frames_received_by_node']}, processed {r['frames_processed']}, "
+                     f"stamp to publish p50 {r['node_stamp_to_publish_p50_ms']} ms, reception "
+                     f"p50 up to {_text(r['reception_p50_ms_max'])} ms")
+    return "\n".join(lines)
 
 
 def _float(text: str | None) -> float | None:

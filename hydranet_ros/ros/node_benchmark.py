@@ -149,49 +149,6 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarr
         bench.close()
 
 
-#: The share of frames a rate may lose and still count as sustained (as ros2_benchmark).
-PEAK_DROP_LIMIT = 0.05
-
-
-def node_peak_rate(weights: Path, backend: str, precision: str, image: np.ndarray,
-                   rates: list[float], seconds: float = 5.0, device: str = "cpu",
-                   params: dict | None = None) -> dict:
-    """Frames sent at each fixed rate for ``seconds`` (every output listened to): the share
-    the node published, its receipt-to-publish latency; the peak rate is the highest rate
-    with under 5 % of the frames lost."""
-    bench = BenchGraph(weights, backend, precision, device, image.shape[:2],
-                       namespace="/hydranet_bench_peak", params=params)
-    runs = []
-    try:
-        msg = image_message(image)
-        for _ in range(5):  # warm-up: one-time exports, graph captures; camera_info arrives
-            bench.send(msg, info_lead_s=0.05)
-            time.sleep(0.2)
-        for rate in rates:
-            time.sleep(0.5)  # the previous rate's last frames
-            bench.node.stats.snapshot()
-            period, sent = 1.0 / rate, 0
-            started = time.perf_counter()
-            while sent < round(seconds * rate):
-                next_at = started + sent * period
-                time.sleep(max(0.0, next_at - time.perf_counter()))
-                bench.send(msg)
-                sent += 1
-            time.sleep(0.5)  # the last frame's outputs
-            snap = bench.node.stats.snapshot()
-            runs.append({"rate_hz": rate, "sent": sent, "received": snap.received,
-                         "published": snap.processed,
-                         "lost_share": round(1 - snap.processed / sent, 4),
-                         "node_receipt_to_publish_ms": _summary(snap.receipt_latency_s)
-                         if snap.receipt_latency_s else None})
-    finally:
-        bench.close()
-    sustained = [r["rate_hz"] for r in runs if r["lost_share"] < PEAK_DROP_LIMIT]
-    return {"size": f"{image.shape[1]}x{image.shape[0]}", "seconds_per_rate": seconds,
-            "pipeline": (params or {}).get("pipeline", "auto"),
-            "peak_rate_hz": max(sustained) if sustained else None, "runs": runs}
-
-
 def _wait(condition, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -26,7 +26,7 @@ PARAMS = (
     ParamSpec("width", 320, "image width", read_only=True, low=16, high=4096),
     ParamSpec("height", 240, "image height", read_only=True, low=16, high=4096),
     ParamSpec("hfov_deg", 80.0, "horizontal field of view", read_only=True, low=10.0, high=150.0),
-    ParamSpec("rate", 10.0, "frames per second", read_only=True, low=0.1, high=200.0),
+    ParamSpec("rate", 10.0, "frames per second", read_only=True, low=0.1, high=1000.0),
     ParamSpec("seed", 0, "street to drive down (next streets follow)", read_only=True,
               low=0, high=2**31 - 1),
     ParamSpec("held_out", False, "show the held-out evaluation frames instead", read_only=True),
@@ -35,6 +35,11 @@ PARAMS = (
               low=1, high=1000),
     ParamSpec("frames", 0, "stop publishing after this many frames (0: never)",
               read_only=True, low=0, high=10**9),
+    ParamSpec("still", False, "render one frame and publish it again and again with new "
+              "stamps: input rates beyond the renderer's (about 7 Hz at 640x480 on 2 cores), "
+              "for rate tests", read_only=True),
+    ParamSpec("ground_truth", True, "also publish ground_truth/labels, depth and normals",
+              read_only=True),
     ParamSpec("frame_id", "camera_optical_frame", "frame_id of every header", read_only=True),
     ParamSpec("reliability", "reliable", "QoS reliability of the publishers", read_only=True,
               choices=("reliable", "best_effort")),
@@ -63,6 +68,8 @@ class SyntheticCamera(Node):
         self.held_out, self.seed = value("held_out"), value("seed")
         self.held_out_step = value("held_out_step")
         self.limit, self.frame_id = value("frames"), value("frame_id")
+        self.still, self.ground_truth = value("still"), value("ground_truth")
+        self._still_frame = None
         reliability = value("reliability")
         qos = profile(reliability, value("depth"))
         self.pubs = {topic: self.create_publisher(
@@ -76,6 +83,13 @@ class SyntheticCamera(Node):
                                f"{value('rate')} Hz")
 
     def frame(self, k: int):
+        if self.still:
+            if self._still_frame is None:
+                self._still_frame = self._render(0)
+            return self._still_frame
+        return self._render(k)
+
+    def _render(self, k: int):
         if self.held_out:
             return held_out_frame(self.world, k * self.held_out_step)
         per_street = frames_per_street()
@@ -90,16 +104,14 @@ class SyntheticCamera(Node):
         header = Image().header
         header.stamp = self.get_clock().now().to_msg()
         header.frame_id = self.frame_id
-        messages = {
-            "image": image_message(header, frame.rgb),
-            "camera_info": camera_info_message(header, frame.intrinsics),
-            "ground_truth/labels": image_message(header, frame.labels),
-            "ground_truth/depth": image_message(header, frame.depth),
-            "ground_truth/normals": image_message(header, frame.normals),
-        }
-        for topic in ("camera_info", "ground_truth/labels", "ground_truth/depth",
-                      "ground_truth/normals", "image"):  # the image last: it triggers work
-            self.pubs[topic].publish(messages[topic])
+        messages = {"camera_info": camera_info_message(header, frame.intrinsics)}
+        if self.ground_truth:
+            messages.update({"ground_truth/labels": image_message(header, frame.labels),
+                             "ground_truth/depth": image_message(header, frame.depth),
+                             "ground_truth/normals": image_message(header, frame.normals)})
+        messages["image"] = image_message(header, frame.rgb)  # the image last: it triggers work
+        for topic, msg in messages.items():
+            self.pubs[topic].publish(msg)
         self.count += 1
 
 
