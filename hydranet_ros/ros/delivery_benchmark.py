@@ -159,7 +159,7 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
                   "the consumer's subscriptions")
             processes["synthetic_camera"] = start(
                 "synthetic_camera", "hydranet_ros.ros.synthetic_camera",
-                {"rate": rate, "width": width, "height": height, "frames": frames,
+                {"rate": float(rate), "width": width, "height": height, "frames": frames,
                  "held_out": "true", **(camera_params or {})}, logs, namespace, env)
             camera_log = logs / "synthetic_camera.log"
             started = time.monotonic()
