@@ -199,7 +199,10 @@ def test_interrupted_run_leaves_a_readable_bag(tmp_path, checkpoint):
         proc = subprocess.Popen([BAG_EXE, str(source), str(result), "--image-topic",
                                  "/cam/image_raw", "--weights", str(checkpoint), "--device",
                                  "cpu", "--backend", "reference"], stderr=err,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                # as from a terminal, even where this runs in the background
+                                # (which ignores SIGINT, and Python then keeps ignoring it)
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             done = [int(n) for n in re.findall(r"annotating: +(\d+)frame", log.read_text())]

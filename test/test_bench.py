@@ -20,7 +20,7 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     out = tmp_path / "bench"
     args = [BENCH, "--sizes", "64x96", "--runs", "2", "--cameras", "1,2", "--node-frames", "2",
             "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
-            "--peak-rates", "1,50", "--peak-seconds", "3", "--pipeline", "both",
+            "--peak-rates", "2,50", "--peak-seconds", "4", "--pipeline", "both",
             "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
@@ -44,10 +44,11 @@ def test_bench_writes_table_json_and_chart(tmp_path):
         assert node["backend"].endswith("on cpu")  # the device the engines were measured on
     for peak in report["node_peak"]:
         slow, fast = peak["runs"]
-        # (3 + 2 warm-up) s per rate: about 3 s counted, from the first counted stamp
-        assert 2 <= slow["expected"] <= 4 and 120 <= fast["expected"] <= 160, peak
+        # (4 + 2 warm-up) s per rate: up to 4 s counted, from the first frame after the
+        # warm-up (the first frames may go before the camera and the node have met)
+        assert 2 <= slow["expected"] <= 9 and 50 <= fast["expected"] <= 201, peak
         assert slow["lost_share"] < 0.05 and 0 <= fast["lost_share"] <= 1, peak
-        assert peak["peak_rate_hz"] == (50 if fast["lost_share"] < 0.05 else 1)
+        assert peak["peak_rate_hz"] == (50 if fast["lost_share"] < 0.05 else 2)
     assert "node peak rate" in done.stdout
     delivery = report["delivery"][0]
     assert delivery["rate_hz"] == 2 and delivery["frames_published"] == 4
