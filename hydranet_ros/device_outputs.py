@@ -157,13 +157,14 @@ class DeviceOutputs:
         return out
 
 
-def pack(outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
-    """The outputs as one byte tensor on their device, and the layout ``unpack`` reads it
-    back with: (name, dtype, shape, bytes) per output."""
-    layout = [(name, t.dtype, tuple(t.shape), t.numel() * t.element_size())
-              for name, t in outputs.items()]
-    flat = [t.contiguous().view(-1).view(torch.uint8) for t in outputs.values()]
-    return (torch.cat(flat) if flat else torch.empty(0, dtype=torch.uint8)), layout
+def pack(frames: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[list[tuple]]]:
+    """The outputs of several frames as one byte tensor on their device, and per frame the
+    layout ``unpack`` reads it back with: (name, dtype, shape, bytes) per output."""
+    layouts = [[(name, t.dtype, tuple(t.shape), t.numel() * t.element_size())
+                for name, t in outputs.items()] for outputs in frames]
+    flat = [t.contiguous().view(-1).view(torch.uint8)
+            for outputs in frames for t in outputs.values()]
+    return (torch.cat(flat) if flat else torch.empty(0, dtype=torch.uint8)), layouts
 
 
 def to_host(packed: torch.Tensor) -> torch.Tensor:
@@ -177,21 +178,24 @@ def to_host(packed: torch.Tensor) -> torch.Tensor:
     return host
 
 
-def unpack(buffer: np.ndarray, layout: list[tuple]) -> dict[str, np.ndarray]:
-    """Views of a host byte buffer as the arrays the messages take their bytes from; point
-    clouds as POINT_DTYPE, labels of more than 256 classes as uint16."""
-    arrays: dict[str, np.ndarray] = {}
+def unpack(buffer: np.ndarray, layouts: list[list[tuple]]) -> list[dict[str, np.ndarray]]:
+    """Per frame, views of a host byte buffer as the arrays the messages take their bytes
+    from; point clouds as POINT_DTYPE, labels of more than 256 classes as uint16."""
+    frames: list[dict[str, np.ndarray]] = []
     offset = 0
-    for name, dtype, shape, size in layout:
-        chunk = buffer[offset:offset + size]
-        offset += size
-        if name == "points":
-            arrays[name] = chunk.view(POINT_DTYPE).reshape(shape[:-1])
-        else:
-            arrays[name] = chunk.view(NUMPY_DTYPES[dtype]).reshape(shape)
-    if "labels" in arrays and arrays["labels"].dtype == np.int32:  # > 256 classes
-        arrays["labels"] = arrays["labels"].astype(np.uint16)
-    return arrays
+    for layout in layouts:
+        arrays: dict[str, np.ndarray] = {}
+        for name, dtype, shape, size in layout:
+            chunk = buffer[offset:offset + size]
+            offset += size
+            if name == "points":
+                arrays[name] = chunk.view(POINT_DTYPE).reshape(shape[:-1])
+            else:
+                arrays[name] = chunk.view(NUMPY_DTYPES[dtype]).reshape(shape)
+        if "labels" in arrays and arrays["labels"].dtype == np.int32:  # > 256 classes
+            arrays["labels"] = arrays["labels"].astype(np.uint16)
+        frames.append(arrays)
+    return frames
 
 
 NUMPY_DTYPES = {torch.uint8: np.uint8, torch.int32: np.int32, torch.float32: np.float32,
@@ -199,13 +203,11 @@ NUMPY_DTYPES = {torch.uint8: np.uint8, torch.int32: np.int32, torch.float32: np.
 
 
 def download(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Every output to the host in one transfer: packed into one byte buffer on the device,
-    copied once (into pinned memory from CUDA, with one synchronisation), then viewed as the
-    arrays the messages take their bytes from."""
-    if not outputs:
-        return {}
-    packed, layout = pack(outputs)
-    return unpack(to_host(packed).numpy(), layout)
+    """One frame's outputs to the host in one transfer, eagerly (what a frame plan does
+    after its replay): packed into one byte buffer on the device, copied once (into pinned
+    memory from CUDA, with one synchronisation), then viewed as the message arrays."""
+    packed, layouts = pack([outputs])
+    return unpack(to_host(packed).numpy(), layouts)[0]
 
 
 def prediction_tensors(pred: Prediction, device: torch.device) -> dict[str, torch.Tensor | None]:

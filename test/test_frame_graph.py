@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import guard_model
-from hydranet_ros.device_outputs import DeviceOutputs, pack
+from hydranet_ros.device_outputs import DeviceOutputs, pack, unpack
 from hydranet_ros.engines import build_engine
-from hydranet_ros.engines.frame_graph import MAX_PLANS, FrameGraphs, pack_frames, unpack_frames
+from hydranet_ros.engines.frame_graph import MAX_PLANS, FrameGraphs
 from hydranet_ros.engines.torch_engine import TorchEngine
 from hydranet_ros.evaluation import held_out_frame
 from hydranet_ros.geometry import POINT_DTYPE, Intrinsics
@@ -46,9 +46,9 @@ def test_packed_frames_come_back_as_their_arrays():
     depth = torch.linspace(0.5, 9.0, 12).reshape(3, 4)
     cloud = torch.rand(3, 4, 5)
     results = [{"labels": labels, "depth": depth}, {"points": cloud, "depth": depth * 2}]
-    packed, layouts = pack_frames(results)
+    packed, layouts = pack(results)
     assert packed.dtype == torch.uint8 and packed.numel() == 3 * 12 * 4 + 12 * 5 * 4
-    back = unpack_frames(packed.numpy(), layouts)
+    back = unpack(packed.numpy(), layouts)
     assert back[0]["labels"].dtype == np.uint16
     assert np.array_equal(back[0]["labels"], labels.numpy())
     assert np.array_equal(back[0]["depth"], depth.numpy())
@@ -181,6 +181,6 @@ def test_a_failed_capture_runs_eagerly_and_says_so_once():
 
 
 def test_pack_keeps_the_order_of_the_outputs():
-    packed, layout = pack({"b": torch.zeros(2, dtype=torch.uint8),
-                           "a": torch.ones(1, dtype=torch.float32)})
+    packed, (layout,) = pack([{"b": torch.zeros(2, dtype=torch.uint8),
+                               "a": torch.ones(1, dtype=torch.float32)}])
     assert [entry[0] for entry in layout] == ["b", "a"] and packed.numel() == 6

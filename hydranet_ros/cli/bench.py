@@ -188,6 +188,12 @@ def auto_choice(rows: list[Row], device: torch.device) -> str:
     return f"backend auto picks {backend} {precision} on {device}{measured}: {verdict}"
 
 
+def node_params(best: Row) -> dict:
+    """The node's parameters for the measurements in other processes: the best engine, all
+    depths published, int8 calibrated on held-out synthetic frames."""
+    return {"precision": best.precision, "max_depth": 1000.0, "calibration_images": SYNTHETIC}
+
+
 def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
                        size: tuple[int, int] = NODE_SIZE, pipeline: str = "auto") -> dict | None:
     """The node end to end with the best backend on the benchmark's device, compared with
@@ -225,8 +231,7 @@ def run_peak_benchmark(checkpoint: Path, best: Row, device: str, rates: list[flo
         print(f"{PROG}: peak rate skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
     result = peak_rate(str(checkpoint), rates, seconds, size, best.backend, device,
-                       node_params={"precision": best.precision, "max_depth": 1000.0,
-                                    "calibration_images": SYNTHETIC, "pipeline": pipeline})
+                       node_params={**node_params(best), "pipeline": pipeline})
     result["pipeline"] = pipeline
     print(f"\npipeline {pipeline}: " + format_peak(result))
     return result
@@ -246,8 +251,7 @@ def run_delivery_benchmark(checkpoint: Path, best: Row, device: str, rates: list
           f"{best.backend} {best.precision}):")
     for rate in rates:
         run = measure_delivery(str(checkpoint), rate, frames, size, best.backend, device,
-                               node_params={"precision": best.precision, "max_depth": 1000.0,
-                                            "calibration_images": SYNTHETIC})
+                               node_params=node_params(best))
         print(format_delivery(run))
         runs.append(run)
     return runs

@@ -33,22 +33,6 @@ MAX_PLANS = 16
 WARMUP_RUNS = 2
 
 
-def pack_frames(results: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[list]]:
-    """All images' results as one byte tensor, and each image's layout."""
-    parts = [pack(result) for result in results]
-    return torch.cat([packed for packed, _ in parts]), [layout for _, layout in parts]
-
-
-def unpack_frames(buffer: np.ndarray, layouts: list[list]) -> list[dict[str, np.ndarray]]:
-    """The arrays of each image, viewed from one host buffer."""
-    arrays, offset = [], 0
-    for layout in layouts:
-        size = sum(entry[3] for entry in layout)
-        arrays.append(unpack(buffer[offset:offset + size], layout))
-        offset += size
-    return arrays
-
-
 class FramePlan:
     """Fixed input buffers for one kind of frame, the work done on them, and (on CUDA, once
     captured) the graph that replays that work."""
@@ -66,7 +50,7 @@ class FramePlan:
     def _step(self) -> tuple[torch.Tensor, list[list]]:
         for device_image, host_image in zip(self.inputs, self.staging):
             device_image.copy_(host_image, non_blocking=True)
-        return pack_frames(self.body(self.inputs))
+        return pack(self.body(self.inputs))
 
     def stage(self, images: list[np.ndarray]) -> None:
         for host_image, image in zip(self.staging, images):
@@ -96,7 +80,7 @@ class FramePlan:
             packed, layouts = self.packed, self.layouts
         else:
             packed, layouts = self._step()
-        return unpack_frames(to_host(packed).numpy(), layouts)
+        return unpack(to_host(packed).numpy(), layouts)
 
 
 class FrameGraphs:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..device_outputs import DeviceOutputs
 from ..model import HydraNet
 from ..outputs import OutputSettings, parts_needed
 from ..postprocess import CONFIDENCE, Prediction, label_dtype
@@ -131,10 +132,15 @@ class TorchEngine(Engine):
         return x.contiguous(memory_format=torch.channels_last if self.optimize
                             else torch.contiguous_format)
 
-    def _raw_on_device(self, inputs: list[torch.Tensor], net_size: tuple[int, int]):
-        """The network's raw maps for a list of (H, W, 3) uint8 device images."""
+    def _predict_on_device(self, inputs: list[torch.Tensor], net_size: tuple[int, int],
+                           parts: frozenset[str]) -> list[dict[str, torch.Tensor | None]]:
+        """(H, W, 3) uint8 device images through the network as one batch at ``net_size``,
+        then each one's post-processing at its own size; results stay on the device."""
         resized = [resize_on_device(image[None], net_size) for image in inputs]
-        return self._network(self._normalize_on_device(torch.cat(resized)))
+        outputs = self._network(self._normalize_on_device(torch.cat(resized)))
+        return [postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
+                                      tuple(image.shape[:2]), parts, self.num_classes)
+                for i, image in enumerate(inputs)]
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], net_size: tuple[int, int],
@@ -144,11 +150,8 @@ class TorchEngine(Engine):
         parts = frozenset(parts)
 
         def predictions(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-            outputs = self._raw_on_device(inputs, net_size)
-            return [{name: t for name, t in postprocess_on_device(
-                        tuple(out[i:i + 1] for out in outputs), tuple(image.shape[:2]), parts,
-                        self.num_classes).items() if t is not None}
-                    for i, image in enumerate(inputs)]
+            return [{name: t for name, t in pred.items() if t is not None}
+                    for pred in self._predict_on_device(inputs, net_size, parts)]
         key = ("predict", tuple(image.shape for image in images), tuple(net_size), parts)
         return [Prediction(**{name: arrays.get(name) for name in PREDICTION_FIELDS})
                 for arrays in self.graphs.run(key, images, predictions)]
@@ -162,7 +165,6 @@ class TorchEngine(Engine):
                 settings: OutputSettings, intrinsics: list) -> list[dict[str, np.ndarray]]:
         """Network, post-processing and every output on the device (one CUDA graph per kind
         of frame where the outputs' shapes are fixed); everything back in one transfer."""
-        from ..device_outputs import DeviceOutputs
         if self._device_outputs is None:
             self._device_outputs = DeviceOutputs(self.preset, self.torch_device)
         maker = self._device_outputs
@@ -171,15 +173,10 @@ class TorchEngine(Engine):
         settings = copy.deepcopy(settings)  # the plan keeps them: later edits must not leak in
 
         def frame_outputs(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-            outputs = self._raw_on_device(inputs, net_size)
-            results = []
-            for i, image in enumerate(inputs):
-                pred = postprocess_on_device(tuple(out[i:i + 1] for out in outputs),
-                                             tuple(image.shape[:2]), parts, self.num_classes)
-                results.append(maker.compute(image, pred["labels"], pred["depth"],
-                                             pred["normals"], pred["confidence"], settings,
-                                             set(wanted[i]), intrinsics[i]))
-            return results
+            predictions = self._predict_on_device(inputs, net_size, parts)
+            return [maker.compute(image, pred["labels"], pred["depth"], pred["normals"],
+                                  pred["confidence"], settings, set(w), intr)
+                    for image, pred, w, intr in zip(inputs, predictions, wanted, intrinsics)]
         key = ("outputs", tuple(image.shape for image in images), tuple(net_size), tuple(wanted),
                dataclasses.astuple(settings), tuple(intrinsics))
         capturable = all(maker.fixed_shapes(settings, w) for w in wanted)

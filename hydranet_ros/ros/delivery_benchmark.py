@@ -227,12 +227,11 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             diagnostics: dict, received: Received, topics, reliabilities) -> dict:
     processed = int(diagnostics.get("frames processed", 0))
     node_p50 = diagnostics.get(LONG_RUN_KEY)
-    rows, complete, complete_stamps = {}, {}, {}
-    for reliability in reliabilities:  # frames of which every subscribed output arrived
+    rows, complete = {}, {}
+    for reliability in reliabilities:  # stamps of frames of which every output arrived
         stamp_sets = [set(received.times.get((topic, reliability), {})) for topic in topics]
         whole = set.intersection(*stamp_sets) if stamp_sets else set()
-        complete[reliability] = len(whole)
-        complete_stamps[reliability] = [sec + nsec * 1e-9 for sec, nsec in whole]
+        complete[reliability] = sorted(sec + nsec * 1e-9 for sec, nsec in whole)
     for topic in topics:
         rows[topic] = {}
         for reliability in reliabilities:
@@ -250,8 +249,8 @@ def _report(rate: float, frames: int, size: tuple[int, int], dds_profile: bool,
             "frames_processed": processed,
             "node_stamp_to_publish_p50_ms": float(node_p50) if node_p50 else None,
             "node_inference_p50_ms": _float(diagnostics.get("inference time p50 (ms)")),
-            "frames_with_every_output": complete, "outputs": rows,
-            "complete_stamps_s": {r: sorted(stamps) for r, stamps in complete_stamps.items()}}
+            "frames_with_every_output": {r: len(stamps) for r, stamps in complete.items()},
+            "outputs": rows, "complete_stamps_s": complete}
 
 
 #: The share of frames a rate may lose and still count as sustained (as ros2_benchmark).
@@ -264,7 +263,7 @@ PEAK_WARMUP_S = 2.0
 def window_loss(stamps_s: list[float], rate: float, warmup_s: float = PEAK_WARMUP_S) -> dict:
     """The share of a fixed-rate camera's frames with every output at the consumer, after
     ``warmup_s`` from the first: frames expected from the stamps' span and the rate."""
-    counted = [s for s in stamps_s if stamps_s and s >= stamps_s[0] + warmup_s]
+    counted = [s for s in stamps_s if s >= stamps_s[0] + warmup_s]
     if len(counted) < 2:
         return {"expected": None, "received": len(counted), "lost_share": 1.0}
     expected = round((counted[-1] - counted[0]) * rate) + 1
@@ -273,8 +272,7 @@ def window_loss(stamps_s: list[float], rate: float, warmup_s: float = PEAK_WARMU
 
 
 def peak_rate(weights: str, rates: list[float], seconds: float, size: tuple[int, int],
-              backend: str, device: str, node_params: dict | None = None,
-              progress=None) -> dict:
+              backend: str, device: str, node_params: dict | None = None) -> dict:
     """The node's peak rate as a best-effort consumer in another process sees it: per
     input rate (a camera republishing one frame, so that rendering does not limit it), the
     share of frames with every output received after the warm-up; the peak is the highest
@@ -283,8 +281,7 @@ def peak_rate(weights: str, rates: list[float], seconds: float, size: tuple[int,
     for rate in rates:
         run = measure_delivery(weights, rate, round(rate * (seconds + PEAK_WARMUP_S)), size,
                                backend, device, reliabilities=("best_effort",), qos_depth=5,
-                               node_params=node_params, progress=progress,
-                               camera_params={"still": "true", "ground_truth": "false"})
+                               node_params=node_params, camera_params={"still": "true", "ground_truth": "false"})
         loss = window_loss(run["complete_stamps_s"]["best_effort"], rate)
         latency = [c["best_effort"]["latency_p50_ms"] for c in run["outputs"].values()]
         runs.append({"rate_hz": rate, **loss,

@@ -22,13 +22,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
 from ..outputs import OUTPUTS
-from .conversions import output_topic_types
+from .conversions import image_message, output_topic_types
 from .node import HydraNetNode
 from .transport import configure_large_data
 
 FRAME_TIMEOUT_S = 30.0
+NAMESPACE = "/hydranet_bench"
 
 
 def _camera_info(width: int, height: int) -> CameraInfo:
@@ -45,8 +47,7 @@ class BenchGraph:
     a two-thread executor until ``close``."""
 
     def __init__(self, weights: Path, backend: str, precision: str, device: str,
-                 size: tuple[int, int], namespace: str = "/hydranet_bench",
-                 params: dict | None = None) -> None:
+                 size: tuple[int, int], params: dict | None = None) -> None:
         # a context of its own: measurements one after another never share one
         self.context = Context()
         rclpy.init(context=self.context)
@@ -59,9 +60,9 @@ class BenchGraph:
                      # one statistics window for the whole run (each report starts a new one)
                      Parameter("diagnostics_period", value=60.0)]
         overrides += [Parameter(name, value=value) for name, value in (params or {}).items()]
-        self.node = HydraNetNode(parameter_overrides=overrides, namespace=namespace,
+        self.node = HydraNetNode(parameter_overrides=overrides, namespace=NAMESPACE,
                                  context=self.context)
-        self.driver = Node("hydranet_bench_driver", namespace=namespace, context=self.context)
+        self.driver = Node("hydranet_bench_driver", namespace=NAMESPACE, context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.arrived: dict[str, float] = {}
         self.lock = threading.Condition()
@@ -88,12 +89,12 @@ class BenchGraph:
             self.arrived[topic] = time.perf_counter()
             self.lock.notify_all()
 
-    def send(self, msg: Image, info_lead_s: float = 0.0) -> float:
-        """camera_info, then ``info_lead_s`` later the image (as drivers do), stamped now;
-        the time the image was sent."""
+    def send(self, msg: Image) -> float:
+        """camera_info, then the image (as drivers do), stamped now; the time the image was
+        sent."""
         msg.header.stamp = self.info.header.stamp = self.driver.get_clock().now().to_msg()
         self.info_pub.publish(self.info)
-        time.sleep(info_lead_s)
+        time.sleep(0.01)  # camera_info first
         sent = time.perf_counter()
         self.image_pub.publish(msg)
         return sent
@@ -108,27 +109,20 @@ class BenchGraph:
         rclpy.try_shutdown(context=self.context)
 
 
-def image_message(image: np.ndarray) -> Image:
-    height, width = image.shape[:2]
-    msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=image.tobytes())
-    msg.header.frame_id = "camera_optical_frame"
-    return msg
-
-
 def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarray,
                     frames: int = 20, warmup: int = 3, device: str = "cpu",
                     params: dict | None = None) -> dict:
     """Median and p90 latencies (ms) of the node with every output on and listened to."""
     bench = BenchGraph(weights, backend, precision, device, image.shape[:2], params=params)
     try:
-        msg = image_message(image)
+        msg = image_message(Header(frame_id="camera_optical_frame"), image)
         round_trip: list[float] = []
         for i in range(warmup + frames):
             if i == warmup:
                 bench.node.stats.snapshot()  # start the measured window
             with bench.lock:
                 bench.arrived.clear()
-            sent = bench.send(msg, info_lead_s=0.01)
+            sent = bench.send(msg)
             with bench.lock:
                 if not bench.lock.wait_for(lambda: len(bench.arrived) == len(bench.topics),
                                            FRAME_TIMEOUT_S):
