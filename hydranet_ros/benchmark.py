@@ -153,6 +153,50 @@ def bench_engines(model: HydraNet, preset: Preset, device: torch.device,
     return rows
 
 
+def in_turns(engines: dict[str, Engine], size: tuple[int, int], rounds: int) -> dict[str, dict]:
+    """Median latency of each engine, network alone and with the full-resolution
+    post-processing, measured in turns (each round calls every engine once), so that the
+    machine's slow spells fall on all of them alike: on a shared machine, the fair way to
+    measure one engine's time as a share of another's."""
+    image = bench_image(size)
+    network = {name: [] for name in engines}
+    predict = {name: [] for name in engines}
+    for engine in engines.values():  # warm-up
+        engine.predict([image], size, PARTS)
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            engine.infer(image[None])
+            network[name].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            engine.predict([image], size, PARTS)
+            predict[name].append(time.perf_counter() - started)
+    return {name: {"network_ms": round(float(np.median(network[name])) * 1e3, 1),
+                   "predict_ms": round(float(np.median(predict[name])) * 1e3, 1)}
+            for name in engines}
+
+
+def int8_share(model: HydraNet, preset: Preset, size: tuple[int, int], rounds: int = 20,
+               calibration: str = SYNTHETIC) -> dict:
+    """OpenVINO int8's latency as a share of OpenVINO bf16's, measured in turns."""
+    cpu = torch.device("cpu")
+    engines = {precision: build_engine(model, preset, "openvino", cpu, precision,
+                                       calibration=calibration) for precision in ("int8", "bf16")}
+    medians = in_turns(engines, size, rounds)
+    int8, bf16 = medians["int8"], medians["bf16"]
+    return {"size": f"{size[1]}x{size[0]}", "rounds": rounds, "int8": int8, "bf16": bf16,
+            "network_share": round(int8["network_ms"] / bf16["network_ms"], 3),
+            "predict_share": round(int8["predict_ms"] / bf16["predict_ms"], 3)}
+
+
+def format_int8_share(share: dict) -> str:
+    int8, bf16 = share["int8"], share["bf16"]
+    return (f"  {share['size']}: network {int8['network_ms']:.1f} / {bf16['network_ms']:.1f} ms "
+            f"= {share['network_share'] * 100:.0f} %, with post-processing "
+            f"{int8['predict_ms']:.1f} / {bf16['predict_ms']:.1f} ms = "
+            f"{share['predict_share'] * 100:.0f} %")
+
+
 def bench_cameras(engine: Engine, preset: Preset, size: tuple[int, int], counts=(1, 2, 4),
                   runs: int = 5) -> list[dict]:
     """Frames per second when ``n`` cameras' frames run as one batch, through the same

@@ -36,6 +36,16 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     assert {r["size"] for r in rows} == {"96x64"}
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_memory_mb"] > 0
                for r in rows)
+    ran = {r["precision"] for r in rows if r["backend"] == "openvino"}
+    if {"int8", "bf16"} <= ran:  # int8 as a share of bf16, measured in turns
+        share = report["int8_vs_bf16"][0]
+        assert share["size"] == "96x64" and share["rounds"] == 20
+        for part in ("network", "predict"):
+            assert share[f"{part}_share"] == pytest.approx(
+                share["int8"][f"{part}_ms"] / share["bf16"][f"{part}_ms"], abs=0.001)
+        assert "openvino int8 against bf16, measured in turns" in done.stdout
+    else:
+        assert "int8_vs_bf16" not in report
     assert [c["cameras"] for c in report["cameras"]] == [1, 2]
     assert "backend auto picks openvino" in done.stdout
     assert [node["pipelined"] for node in report["node"]] == [True, False]

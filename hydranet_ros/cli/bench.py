@@ -1,6 +1,7 @@
 """``hydranet-bench``: latency of every inference backend and precision at 640x480, 1226x370
-and 1280x720 against the plain eager fp32 model, multi-camera throughput, and the node end
-to end; a table on stdout, ``bench.json`` and a bar chart ``bench.png``."""
+and 1280x720 against the plain eager fp32 model, OpenVINO int8 as a share of bf16 (measured in
+turns), multi-camera throughput, and the node end to end; a table on stdout, ``bench.json``
+and a bar chart ``bench.png``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from tqdm import tqdm
 
 from .. import weights as weights_mod
 from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines, bench_image,
-                         cases, format_accuracy, format_table, rows_as_dicts, write_chart)
+                         cases, format_accuracy, format_int8_share, format_table, int8_share,
+                         rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
 from ..engines import auto_order, build_engine, default_precision, select_device
 from ..engines.quantize import SYNTHETIC
@@ -26,6 +28,7 @@ from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..model import HydraNet
 from ..predictor import choose_preset
+from ..presets import Preset
 from .common import run_main
 from .export import parse_size
 
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=len(sizes) * len(cases(device)), unit="case", file=sys.stderr) as bar:
         rows = bench_engines(model, preset, device, sizes, runs=args.runs, progress=bar, warn=note)
     print(format_table(rows))
+    shares = int8_shares(rows, model, preset, sizes, note)
     if args.accuracy_frames > 0 and device.type == "cpu":
         selected = sorted({(r.backend, r.precision) for r in rows if r.backend == "openvino"})
         note(f"accuracy cost of each precision on {args.accuracy_frames} held-out frames")
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
               "engines": rows_as_dicts(rows)}
     if report_accuracy is not None:
         report["accuracy"] = report_accuracy
+    if shares:
+        report["int8_vs_bf16"] = shares
     if counts:
         engine = build_engine(model, preset, best.backend, device, best.precision,
                               calibration=SYNTHETIC)
@@ -173,6 +179,24 @@ def main(argv: list[str] | None = None) -> int:
                                       " (no chart: pip install matplotlib)")
           + f" in {report['seconds']:.0f} s", file=sys.stderr)
     return 0
+
+
+def int8_shares(rows: list[Row], model: HydraNet, preset: Preset, sizes: list[tuple[int, int]],
+                note) -> list[dict]:
+    """int8 as a share of bf16 (OpenVINO) at each size where both ran, measured in turns."""
+    shares = []
+    for size in sizes:
+        ran = {r.precision for r in rows
+               if r.backend == "openvino" and r.size == f"{size[1]}x{size[0]}"}
+        if {"int8", "bf16"} <= ran:
+            note(f"int8 against bf16 at {size[1]}x{size[0]}, measured in turns")
+            shares.append(int8_share(model, preset, size))
+    if shares:
+        print(f"\nopenvino int8 against bf16, measured in turns ({shares[0]['rounds']} rounds, "
+              "medians):")
+        for share in shares:
+            print(format_int8_share(share))
+    return shares
 
 
 def auto_choice(rows: list[Row], device: torch.device) -> str:

@@ -97,10 +97,15 @@ class Engine(ABC):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         """(N, H, W, 3) uint8 RGB -> the raw outputs as (N, C, H/4, W/4) float32 host arrays."""
 
+    def infer_for_postprocess(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``infer`` for ``predict``, whose post-processing reads the raw outputs before the
+        next inference: engines whose outputs live in their own buffers may return those."""
+        return self.infer(batch)
+
     def predict(self, images: list[np.ndarray], net_size: tuple[int, int],
                 parts: frozenset[str] | set[str]) -> list[Prediction]:
         """Images (any sizes) run as one batch at ``net_size``; results at each image's size."""
-        raw = self.infer(stack_at(images, net_size))
+        raw = self.infer_for_postprocess(stack_at(images, net_size))
         return [postprocess(tuple(out[i] for out in raw), image.shape[:2], parts)
                 for i, image in enumerate(images)]
 

@@ -183,8 +183,9 @@ def _facades(canvas: _Canvas, street: Street, side_index: int) -> None:
     side = facades.side
     normal = np.array([-side, 0.0, 0.0], dtype=np.float32)
     hit, t = _plane_hits(canvas, 0, side * facades.x, side)
-    z = canvas.origin[2] + t * canvas.rays[..., 2]
-    height = -(canvas.origin[1] + t * canvas.rays[..., 1])
+    reach = np.where(hit, t, 0.0)  # a missing ray's point is unused; 0 keeps inf * 0 out
+    z = canvas.origin[2] + reach * canvas.rays[..., 2]
+    height = -(canvas.origin[1] + reach * canvas.rays[..., 1])
     segment = np.searchsorted(facades.edges, z, side="right") - 1
     inside = (segment >= 0) & (segment < len(facades.heights))
     top = facades.heights[np.clip(segment, 0, len(facades.heights) - 1)]
@@ -192,7 +193,7 @@ def _facades(canvas: _Canvas, street: Street, side_index: int) -> None:
                   side_index, normal)
     # the tree line further back, seen through gaps between buildings
     hit, t = _plane_hits(canvas, 0, side * (facades.x + TREE_LINE_OFFSET), side)
-    height = -(canvas.origin[1] + t * canvas.rays[..., 1])
+    height = -(canvas.origin[1] + np.where(hit, t, 0.0) * canvas.rays[..., 1])
     hit &= (height >= 0) & (height < street.tree_line_height * 1.25) & (t < canvas.t)
     if hit.any():  # the crown's outline is noisy: test only the few candidate pixels
         z = canvas.origin[2] + t[hit] * canvas.rays[..., 2][hit]
