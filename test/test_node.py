@@ -543,7 +543,9 @@ def test_pipelined_node_publishes_whole_frames_in_stamp_order(ros, checkpoint, p
             probe.info_pub.publish(probe.info)
             probe.image_pub.publish(image_msg(pictures[i % 3], "rgb8", stamp))
             sent.append((stamp, pictures[i % 3]))
-            probe.spin_until(lambda: False, timeout=0.02)
+            # 2 ms apart: faster than the node runs a frame even on a quiet machine (at 20 ms
+            # apart it kept up with all 15 once)
+            probe.spin_until(lambda: False, timeout=0.002)
         last_stamp, last_picture = sent[-1]
         # the newest frame always wins, so the last one sent is published
         found = probe.wait_outputs(last_stamp, ALL_TOPICS, timeout=60)
