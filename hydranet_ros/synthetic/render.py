@@ -166,10 +166,15 @@ def _plane_hits(canvas: _Canvas, axis: int, value: float, sign: float) -> tuple[
     return hit, np.where(hit, t, np.inf).astype(np.float32)
 
 
+def _hit_coordinate(canvas: _Canvas, hit: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
+    """Coordinate ``axis`` of each ray's point at distance ``t`` where it hit; a missing ray
+    (t = inf) gets the camera's own coordinate, which is never used, instead of inf * 0."""
+    return canvas.origin[axis] + np.where(hit, t, 0.0) * canvas.rays[..., axis]
+
+
 def _ground(canvas: _Canvas, street: Street) -> None:
     hit, t = _plane_hits(canvas, 1, 0.0, 1.0)
-    # where a ray misses (t = inf) its lateral offset is unused; 0 keeps inf * 0 out of it
-    lateral = np.abs(canvas.origin[0] + np.where(hit, t, 0.0) * canvas.rays[..., 0])
+    lateral = np.abs(_hit_coordinate(canvas, hit, t, 0))
     walk_edge = street.road_half_width + street.sidewalk_width
     labels = np.where(lateral < street.road_half_width, ROAD,
                       np.where(lateral < walk_edge, SIDEWALK, VEGETATION)).astype(np.uint8)
@@ -183,9 +188,8 @@ def _facades(canvas: _Canvas, street: Street, side_index: int) -> None:
     side = facades.side
     normal = np.array([-side, 0.0, 0.0], dtype=np.float32)
     hit, t = _plane_hits(canvas, 0, side * facades.x, side)
-    reach = np.where(hit, t, 0.0)  # a missing ray's point is unused; 0 keeps inf * 0 out
-    z = canvas.origin[2] + reach * canvas.rays[..., 2]
-    height = -(canvas.origin[1] + reach * canvas.rays[..., 1])
+    z = _hit_coordinate(canvas, hit, t, 2)
+    height = -_hit_coordinate(canvas, hit, t, 1)
     segment = np.searchsorted(facades.edges, z, side="right") - 1
     inside = (segment >= 0) & (segment < len(facades.heights))
     top = facades.heights[np.clip(segment, 0, len(facades.heights) - 1)]
@@ -193,7 +197,7 @@ def _facades(canvas: _Canvas, street: Street, side_index: int) -> None:
                   side_index, normal)
     # the tree line further back, seen through gaps between buildings
     hit, t = _plane_hits(canvas, 0, side * (facades.x + TREE_LINE_OFFSET), side)
-    height = -(canvas.origin[1] + np.where(hit, t, 0.0) * canvas.rays[..., 1])
+    height = -_hit_coordinate(canvas, hit, t, 1)
     hit &= (height >= 0) & (height < street.tree_line_height * 1.25) & (t < canvas.t)
     if hit.any():  # the crown's outline is noisy: test only the few candidate pixels
         z = canvas.origin[2] + t[hit] * canvas.rays[..., 2][hit]
