@@ -83,19 +83,17 @@ def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
     """The ids and the winning (resized) score of every pixel, and the result of ``beside``
     (other work of the frame, worth ``beside_cost`` class planes), which the thread of the
     last run of classes does after its run."""
-    spans = _class_runs(logits.shape[0], beside_cost)
-    later = [submit(_running_argmax, logits, first, stop, size) for first, stop in spans[1:-1]
-             if stop > first]
+    first, *others = _class_runs(logits.shape[0], beside_cost)
+    others = [(start, stop) for start, stop in others if stop > start]
+    later = [submit(_running_argmax, logits, start, stop, size) for start, stop in others[:-1]]
 
-    def last_run() -> tuple[tuple[np.ndarray, np.ndarray] | None, T | None]:
-        first, stop = spans[-1]
-        run = _running_argmax(logits, first, stop, size) if len(spans) > 1 and stop > first \
-            else None
+    def last_then_beside() -> tuple[tuple[np.ndarray, np.ndarray] | None, T | None]:
+        run = _running_argmax(logits, *others[-1], size) if others else None
         return run, beside() if beside is not None else None
-    last = submit(last_run)
-    best, labels = _running_argmax(logits, *spans[0], size)
+    tail = submit(last_then_beside) if others or beside is not None else None
+    best, labels = _running_argmax(logits, *first, size)
     runs = [future.result() for future in later]
-    run, extra = last.result()
+    run, extra = tail.result() if tail is not None else (None, None)
     greater = np.empty(size, dtype=np.uint8)
     for run_best, run_labels in runs + ([run] if run is not None else []):
         cv2.compare(run_best, best, cv2.CMP_GT, dst=greater)
@@ -183,17 +181,18 @@ def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
     all finish together (on 2 cores, 40 classes and 3 tasks at 640x480: 6.9 ms against 7.6
     with the normals as a task of their own).
     """
-    def normals() -> np.ndarray | None:
-        return normals_from_raw(outputs[2], size) if "normals" in parts and len(outputs) > 2 \
-            else None
-    labels = confidence = None
+    def normals() -> np.ndarray:
+        return normals_from_raw(outputs[2], size)
+    wanted = "normals" in parts and len(outputs) > 2
+    labels = confidence = normals_map = None
     if CONFIDENCE in parts:
-        later = submit(normals)
+        later = submit(normals) if wanted else None
         labels, confidence = labels_and_confidence(outputs[0], size)
-        normals_map = later.result()
+        normals_map = later.result() if later is not None else None
     elif "labels" in parts:
-        labels, _, normals_map = _labels_and_best(outputs[0], size, normals, NORMALS_COST)
-    else:
+        labels, _, normals_map = _labels_and_best(outputs[0], size, normals if wanted else None,
+                                                  NORMALS_COST if wanted else 0.0)
+    elif wanted:
         normals_map = normals()
     depth = depth_from_raw(outputs[1], size) if "depth" in parts else None
     return Prediction(labels=labels if "labels" in parts else None, depth=depth,
