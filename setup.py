@@ -38,8 +38,9 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
     ],
     # torch is left unpinned here: install it first (see README) so pip keeps that build.
-    install_requires=["setuptools", "numpy", "opencv-python-headless", "pillow", "pyyaml", "torch",
-                      "tqdm"],
+    # numba compiles the labels' post-processing (without it: OpenCV, 2-3x slower)
+    install_requires=["setuptools", "numpy", "numba", "opencv-python-headless", "pillow", "pyyaml",
+                      "torch", "tqdm"],
     extras_require={
         "ros": ["ros-rclpy[fastrtps]", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs"],
         # the fast CPU backends, int8 quantisation (nncf), ONNX export, the benchmark chart

@@ -3,11 +3,14 @@
 Follows the release's notebooks step for step so that results agree to the pixel: every raw
 map is resized with bicubic interpolation to the image size *before* anything else (labels
 are the argmax of resized logits, never resized ids), depth is ``abs()`` in metres, normals
-are unit-normalised.
+are unit-normalised. The labels come from ``resized_argmax``, which repeats OpenCV's bicubic
+arithmetic row by row (the release's labels bit for bit, several times faster than resizing
+every class plane); depth and normals are resized with OpenCV as the release does.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,17 +20,30 @@ import numpy as np
 
 from .workers import WORKERS, submit
 
+try:  # compiled row-by-row labels (numba); without it, OpenCV plane by plane
+    from . import resized_argmax
+    RESIZED_ARGMAX_MISSING = ""
+except Exception as exc:  # noqa: BLE001  not installed, or not built for this numpy
+    resized_argmax = None
+    RESIZED_ARGMAX_MISSING = f"{type(exc).__name__}: {exc}"
+
 T = TypeVar("T")
 
 #: What a prediction holds by default; ``confidence`` is made only when asked for.
 PARTS = ("labels", "depth", "normals")
 CONFIDENCE = "confidence"
-#: Below this many classes one thread is faster than splitting the work.
+#: Below this many classes one thread is faster than splitting the work (OpenCV path).
 PARALLEL_MIN_CLASSES = 12
-#: What a frame's normals cost in class planes of the labels (a plane: one bicubic resize and
-#: a running-maximum step; measured at 640x480: normals 1.6-1.9 ms, a class plane 0.21 ms),
-#: to share the work evenly between threads.
-NORMALS_COST = 8.0
+#: Below this many class scores (classes x output pixels) one thread makes the labels faster
+#: than several (the compiled path; 2 M is about 0.3 ms of work).
+PARALLEL_MIN_SCORES = 2_000_000
+#: What a frame's normals cost in class planes of the labels, to share the work evenly
+#: between threads: a plane is one class through the compiled kernel (640x480: 0.1 ms; normals
+#: 1.3-1.7 ms), or one OpenCV resize and running-maximum step (0.21 ms) without it.
+NORMALS_COST = 14.0
+NORMALS_COST_OPENCV = 8.0
+#: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms).
+DEPTH_COST = 1.5
 
 
 @dataclass
@@ -59,12 +75,19 @@ def resize_map(values: np.ndarray, size: tuple[int, int],
 def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(C, h, w) class scores -> (H, W) ids: the argmax of the bicubically resized scores.
 
-    Same ids as the release (resize all planes, then argmax; the first maximum wins), but
-    computed as a running maximum over class planes: a fraction of the memory traffic of an
-    (H, W, C) array, which matters at 40 classes. Runs of classes go to parallel workers and
-    are merged in class order, where a later run wins only where it is strictly greater.
+    Same ids as the release (resize all planes, then argmax; the first maximum wins), made
+    row by row by ``resized_argmax`` (bands of rows on parallel workers), which repeats
+    OpenCV's arithmetic without writing any full-resolution score plane. Without numba: a
+    running maximum over OpenCV-resized class planes, runs of classes on parallel workers
+    merged in class order (a later run wins only where it is strictly greater).
     """
-    return _labels_and_best(logits, size)[0]
+    return _labels_and_best(logits, size, want_best=False)[0]
+
+
+def prepare(num_classes: int) -> None:
+    """Compile the labels' code now rather than on the first frame (numba: about 1.5 s the
+    first time after installing, 0.4 s from its cache on disk)."""
+    labels_from_logits(np.zeros((num_classes, 4, 4), np.float32), (16, 16))
 
 
 def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
@@ -78,11 +101,66 @@ def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
 
 
 def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
+                     beside: Callable[[], T] | None = None, beside_cost: float = 0.0,
+                     want_best: bool = True) -> tuple[np.ndarray, np.ndarray | None, T | None]:
+    """The ids and (``want_best``) the winning resized score of every pixel, and the result
+    of ``beside`` (other work of the frame, worth ``beside_cost`` class planes), which the
+    thread of the last share does after its share."""
+    if resized_argmax is None:
+        _warn_once_without_numba()
+        # an OpenCV class plane costs more than a compiled one: fewer of them make up for beside
+        return _labels_and_best_opencv(logits, size, beside,
+                                       beside_cost * NORMALS_COST_OPENCV / NORMALS_COST)
+    scores = np.ascontiguousarray(logits, dtype=np.float32)
+    labels = np.empty(size, dtype=label_dtype(scores.shape[0]))
+    best = np.empty(size if want_best else (0, 0), dtype=np.float32)
+
+    def rows(y0: int, y1: int) -> None:
+        if y1 > y0:
+            resized_argmax.argmax_rows(scores, size, y0, y1, labels, best)
+    first, *others = _row_bands(size, scores.shape[0], beside_cost)
+    later = [submit(rows, y0, y1) for y0, y1 in others[:-1]]
+
+    def last_then_beside() -> T | None:
+        if others:
+            rows(*others[-1])
+        return beside() if beside is not None else None
+    tail = submit(last_then_beside) if others or beside is not None else None
+    rows(*first)
+    for future in later:
+        future.result()
+    extra = tail.result() if tail is not None else None
+    return labels, best if want_best else None, extra
+
+
+def _row_bands(size: tuple[int, int], classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
+    """Bands of output rows, one per thread (one band for small work), such that the threads
+    finish together when the last one also does ``beside`` class planes' worth of other work;
+    that band may be empty."""
+    height, width = size
+    runs = WORKERS if classes * height * width >= PARALLEL_MIN_SCORES else 1
+    share = height * (1.0 + beside / classes) / runs
+    bounds = [min(height, round(share * k)) for k in range(runs)] + [height]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+_warned_without_numba = False
+
+
+def _warn_once_without_numba() -> None:
+    global _warned_without_numba
+    if not _warned_without_numba:
+        _warned_without_numba = True
+        warnings.warn(f"hydranet_ros: numba is not usable ({RESIZED_ARGMAX_MISSING}); labels are "
+                      "made with OpenCV plane by plane, 2-3x slower (pip install numba)",
+                      RuntimeWarning, stacklevel=3)
+
+
+def _labels_and_best_opencv(logits: np.ndarray, size: tuple[int, int],
                      beside: Callable[[], T] | None = None,
                      beside_cost: float = 0.0) -> tuple[np.ndarray, np.ndarray, T | None]:
-    """The ids and the winning (resized) score of every pixel, and the result of ``beside``
-    (other work of the frame, worth ``beside_cost`` class planes), which the thread of the
-    last run of classes does after its run."""
+    """``_labels_and_best`` without numba: OpenCV resizes each class plane, runs of classes
+    are shared between threads and merged in class order."""
     first, *others = _class_runs(logits.shape[0], beside_cost)
     others = [(start, stop) for start, stop in others if stop > start]
     later = [submit(_running_argmax, logits, start, stop, size) for start, stop in others[:-1]]
@@ -176,24 +254,25 @@ def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
                 parts: set[str] | frozenset[str] = frozenset(PARTS)) -> Prediction:
     """Raw outputs of one image (no batch axis) -> full-resolution Prediction of ``parts``.
 
-    The labels' class planes are shared between this thread and the workers, and the thread
-    of the last share also makes the normals, with fewer classes to make up for them, so that
-    all finish together (on 2 cores, 40 classes and 3 tasks at 640x480: 6.9 ms against 7.6
-    with the normals as a task of their own).
+    The labels are shared between this thread and the workers, and the thread of the last
+    share also makes the normals and the depth, with less of the labels to make up for them,
+    so that all finish together (on 2 cores, 40 classes and 3 tasks at 640x480: 3.6-3.9 ms,
+    6.9 ms before the labels were compiled).
     """
-    def normals() -> np.ndarray:
-        return normals_from_raw(outputs[2], size)
     wanted = "normals" in parts and len(outputs) > 2
-    labels = confidence = normals_map = None
+
+    def others() -> tuple[np.ndarray | None, np.ndarray | None]:
+        return (normals_from_raw(outputs[2], size) if wanted else None,
+                depth_from_raw(outputs[1], size) if "depth" in parts else None)
+    labels = confidence = None
     if CONFIDENCE in parts:
-        later = submit(normals) if wanted else None
+        later = submit(others)
         labels, confidence = labels_and_confidence(outputs[0], size)
-        normals_map = later.result() if later is not None else None
+        normals_map, depth = later.result()
     elif "labels" in parts:
-        labels, _, normals_map = _labels_and_best(outputs[0], size, normals if wanted else None,
-                                                  NORMALS_COST if wanted else 0.0)
-    elif wanted:
-        normals_map = normals()
-    depth = depth_from_raw(outputs[1], size) if "depth" in parts else None
+        cost = (NORMALS_COST if wanted else 0.0) + (DEPTH_COST if "depth" in parts else 0.0)
+        labels, _, (normals_map, depth) = _labels_and_best(outputs[0], size, others, cost, False)
+    else:
+        normals_map, depth = others()
     return Prediction(labels=labels if "labels" in parts else None, depth=depth,
                       normals=normals_map, confidence=confidence)

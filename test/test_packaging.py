@@ -18,7 +18,7 @@ def test_package_xml():
     assert root.find("export").findtext("build_type") == "ament_python"
     deps = {e.text for e in root.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "python3-numpy",
-            "python3-opencv", "python3-torch", "python3-yaml", "vision_msgs", "launch",
+            "python3-opencv", "python3-numba", "python3-torch", "python3-yaml", "vision_msgs", "launch",
             "launch_ros", "ament_index_python"} <= deps
 
 

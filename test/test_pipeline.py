@@ -186,25 +186,50 @@ def test_confidence_on_the_device_path_matches_the_host():
     assert on_device.dtype == np.uint8 and (difference <= 2).mean() >= 0.99
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "opencv"])
 @pytest.mark.parametrize("workers", [1, 2, 4])
 @pytest.mark.parametrize("classes", [6, 12, 13, 40])
-def test_shared_work_gives_the_same_maps(monkeypatch, workers, classes):
-    """However the class planes are shared between threads (the last share also making the
-    normals), labels, depth and normals are those of the parts made one by one."""
+def test_shared_work_gives_the_same_maps(monkeypatch, compiled, workers, classes):
+    """However the work is shared between threads (bands of rows with numba, runs of classes
+    without; the last share also making the normals), labels, depth and normals are those of
+    the parts made one by one."""
     import hydranet_ros.postprocess as post
     monkeypatch.setattr(post, "WORKERS", workers)
-    spans = post._class_runs(classes, post.NORMALS_COST)
-    assert spans[0][0] == 0 and spans[-1][1] == classes
-    assert all(a[1] == b[0] and a[0] <= a[1] for a, b in zip(spans, spans[1:]))
+    monkeypatch.setattr(post, "PARALLEL_MIN_SCORES", 0)  # share even these small frames
+    size = (48, 64)
+    if compiled:
+        assert post.resized_argmax is not None, post.RESIZED_ARGMAX_MISSING
+        shares = post._row_bands(size, classes, post.NORMALS_COST)
+        assert len(shares) == workers and shares[-1][1] == size[0]
+    else:
+        monkeypatch.setattr(post, "resized_argmax", None)
+        monkeypatch.setattr(post, "_warned_without_numba", True)
+        shares = post._class_runs(classes, post.NORMALS_COST_OPENCV)
+        assert shares[-1][1] == classes
+    assert shares[0][0] == 0
+    assert all(a[1] == b[0] and a[0] <= a[1] for a, b in zip(shares, shares[1:]))
     rng = np.random.default_rng(classes)
     raw = (rng.normal(size=(classes, 12, 16)).astype(np.float32),
            rng.normal(size=(1, 12, 16)).astype(np.float32),
            rng.normal(size=(3, 12, 16)).astype(np.float32))
     raw[0][classes - 1] = raw[0][0]  # a tie across shares: the first class must still win
-    size = (48, 64)
     pred = postprocess(raw, size)
     resized = np.stack([cv2.resize(plane, size[::-1], interpolation=cv2.INTER_CUBIC)
                         for plane in raw[0]])
     assert np.array_equal(pred.labels, resized.argmax(axis=0))
     assert np.array_equal(pred.depth, post.depth_from_raw(raw[1], size))
     assert np.array_equal(pred.normals, post.normals_from_raw(raw[2], size))
+
+
+def test_without_numba_one_warning_and_the_same_labels(monkeypatch):
+    import hydranet_ros.postprocess as post
+    logits = np.random.default_rng(2).normal(size=(40, 12, 16)).astype(np.float32)
+    compiled = labels_from_logits(logits, (48, 64))
+    monkeypatch.setattr(post, "resized_argmax", None)
+    monkeypatch.setattr(post, "RESIZED_ARGMAX_MISSING", "ImportError: No module named 'numba'")
+    monkeypatch.setattr(post, "_warned_without_numba", False)
+    with pytest.warns(RuntimeWarning, match="numba is not usable") as caught:
+        first = labels_from_logits(logits, (48, 64))
+        labels_from_logits(logits, (48, 64))
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert np.array_equal(first, compiled)

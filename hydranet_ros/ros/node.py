@@ -33,6 +33,7 @@ from ..geometry import Intrinsics
 from ..latest import LatestSlots
 from ..memory import keep_freed_memory
 from ..outputs import (OUTPUTS, OutputSettings, class_ids)
+from ..postprocess import prepare as prepare_postprocess
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
@@ -115,6 +116,8 @@ class HydraNetNode(Node):
         self.settings = self._read_settings()
         class_ids(self.predictor.preset, self.settings.pointcloud_exclude_classes)
         engine = self.predictor.engine
+        if not engine.outputs_on_device:
+            prepare_postprocess(engine.num_classes)
         logger.info(f"HydraNet ready: {engine.num_classes} classes, {engine.num_tasks} tasks, "
                     f"preset '{self.predictor.preset.name}', {engine.describe()}")
         self.cameras = {name: Camera(name) for name in names}

@@ -1,0 +1,160 @@
+"""The labels of a frame, fast and exact: the argmax over classes of the bicubically resized
+class scores, made row by row without ever writing a full-resolution score plane.
+
+The release resizes all C score planes with one ``cv2.resize(..., INTER_CUBIC)`` call and
+takes the argmax. Done that way (or plane by plane) most of the time goes to writing and
+re-reading C full-resolution planes. Here OpenCV's own arithmetic is repeated operation for
+operation in float32 (its cubic coefficients with A = -0.75 from each pixel's sub-pixel
+offset, source indices clamped at the borders, a horizontal pass summed left to right, then a
+vertical pass summed as OpenCV's SIMD code does, ``S0*b0 + (S1*b1 + (S2*b2 + S3*b3))``,
+without fused multiply-adds), and each output row's scores are compared as they are made.
+The labels equal the release's bit for bit wherever OpenCV sums a row with SIMD (all but at
+most the last few columns of a row whose width times C is not a multiple of 8).
+
+Compiled with numba; ``postprocess`` falls back to OpenCV plane by plane without it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+#: OpenCV's bicubic kernel parameter.
+CUBIC_A = np.float32(-0.75)
+
+
+def _compiled(function):
+    """Compiled without the GIL (the workers run bands of rows in parallel), cached on disk
+    where numba finds a writable place for it (else compiled once per process, ~2 s)."""
+    try:
+        return numba.njit(nogil=True, cache=True, boundscheck=False)(function)
+    except RuntimeError:  # numba: "no locator available" (no writable cache location)
+        return numba.njit(nogil=True, boundscheck=False)(function)
+
+
+@lru_cache(maxsize=32)
+def cubic_table(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output index: the 4 source indices (clamped at the borders) and the 4 float32
+    weights OpenCV's INTER_CUBIC uses along one axis. Where the size does not change, OpenCV
+    copies: every tap is the pixel itself, weighted (0, 1, 0, 0), so that a broken (NaN)
+    score stays where it is instead of spreading to its neighbours."""
+    if n_src == n_dst:
+        weights = np.tile(np.array([0, 1, 0, 0], np.float32), (n_dst, 1))
+        return np.repeat(np.arange(n_dst, dtype=np.int64)[:, None], 4, axis=1), weights
+    scale = 1.0 / (n_dst / n_src)  # as OpenCV computes it, in double
+    f32 = np.float32
+    position = ((np.arange(n_dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(f32)
+    first = np.floor(position).astype(np.int64)
+    x = (position - first.astype(f32)).astype(f32)
+    a, one = CUBIC_A, f32(1)
+    w0 = ((a * (x + one) - f32(5) * a) * (x + one) + f32(8) * a) * (x + one) - f32(4) * a
+    w1 = ((a + f32(2)) * x - (a + f32(3))) * x * x + one
+    w2 = ((a + f32(2)) * (one - x) - (a + f32(3))) * (one - x) * (one - x) + one
+    w3 = one - w0 - w1 - w2
+    weights = np.stack([w0, w1, w2, w3], axis=1).astype(f32)
+    index = np.clip(first[:, None] + np.arange(-1, 3), 0, n_src - 1)
+    return index, weights
+
+
+@lru_cache(maxsize=32)
+def column_layout(n_src: int, n_dst: int):
+    """How the horizontal pass lays out a row, so that most of it vectorises.
+
+    With an integer upscale s whose weights repeat with period s (e.g. 160 -> 640), columns are
+    stored phase by phase (all x = s*j + p for p = 0, then p = 1, ...): within a phase the
+    weights are constant and the source index rises by one per column. Returns (index,
+    weights, runs, lone, column): the tables in stored order, runs of (first stored column,
+    length, first source index), the stored columns computed by table look-up, and the image
+    column of each stored column."""
+    index, weights = cubic_table(n_src, n_dst)
+    every = np.arange(n_dst, dtype=np.int64)
+    natural = (index, weights, np.zeros((0, 3), np.int64), every, every)
+    phases = n_dst // n_src
+    if phases < 2 or phases * n_src != n_dst:
+        return natural
+    order = np.arange(n_dst).reshape(n_src, phases).T.reshape(-1)  # stored column -> x
+    index, weights = index[order], weights[order]
+    runs, lone = [], []
+    for p in range(phases):
+        stored = np.arange(p * n_src, (p + 1) * n_src)
+        inner = stored[index[stored, 3] - index[stored, 0] == 3]  # no index clamped
+        if len(inner) == 0 or inner[-1] - inner[0] + 1 != len(inner):
+            return natural
+        first = inner[0]
+        steady = (index[inner, 0] - index[first, 0] == inner - first) \
+            & (weights[inner] == weights[first]).all(axis=1)
+        if not steady.all():
+            return natural
+        runs.append((first, len(inner), index[first, 0]))
+        lone.extend(np.setdiff1d(stored, inner))
+    return (index, weights, np.array(runs, np.int64), np.array(sorted(lone), np.int64),
+            order.astype(np.int64))
+
+
+@_compiled
+def _horizontal(scores, r0, r1, index, weights, runs, lone, out):
+    """out[c, r - r0, i]: source row r of class c resized along x, at stored column i."""
+    for c in range(scores.shape[0]):
+        for r in range(r0, r1):
+            src = scores[c, r]
+            dst = out[c, r - r0]
+            for i in lone:
+                dst[i] = ((src[index[i, 0]] * weights[i, 0] + src[index[i, 1]] * weights[i, 1])
+                          + src[index[i, 2]] * weights[i, 2]) + src[index[i, 3]] * weights[i, 3]
+            for q in range(runs.shape[0]):
+                first, length, start = runs[q, 0], runs[q, 1], runs[q, 2]
+                a0, a1 = weights[first, 0], weights[first, 1]
+                a2, a3 = weights[first, 2], weights[first, 3]
+                part = src[start:start + length + 3]  # slices: indices known non-negative,
+                run = dst[first:first + length]  # so the loop vectorises
+                for j in range(length):
+                    run[j] = ((part[j] * a0 + part[j + 1] * a1) + part[j + 2] * a2) \
+                        + part[j + 3] * a3
+
+
+@_compiled
+def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
+    """For output rows y0..y1-1: each class's row resized along y from ``rows`` (the
+    horizontal pass of source rows r0.., in stored column order), the running maximum over
+    classes in class order (a later class wins only where strictly greater, as numpy's
+    argmax), written to image column ``column[i]``; ``best`` may have no rows (not wanted)."""
+    width = rows.shape[2]
+    top = np.empty(width, np.float32)
+    label = np.empty(width, labels.dtype)
+    for y in range(y0, y1):
+        k0, k1 = index[y, 0] - r0, index[y, 1] - r0
+        k2, k3 = index[y, 2] - r0, index[y, 3] - r0
+        b0, b1, b2, b3 = weights[y, 0], weights[y, 1], weights[y, 2], weights[y, 3]
+        s0, s1, s2, s3 = rows[0, k0], rows[0, k1], rows[0, k2], rows[0, k3]
+        for x in range(width):
+            top[x] = s0[x] * b0 + (s1[x] * b1 + (s2[x] * b2 + s3[x] * b3))
+            label[x] = 0
+        for c in range(1, rows.shape[0]):
+            s0, s1, s2, s3 = rows[c, k0], rows[c, k1], rows[c, k2], rows[c, k3]
+            for x in range(width):
+                v = s0[x] * b0 + (s1[x] * b1 + (s2[x] * b2 + s3[x] * b3))
+                greater = v > top[x]
+                top[x] = v if greater else top[x]
+                label[x] = c if greater else label[x]
+        out = labels[y]
+        for i in range(width):
+            out[column[i]] = label[i]
+        if best.shape[0] > 0:
+            out_best = best[y]
+            for i in range(width):
+                out_best[column[i]] = top[i]
+
+
+def argmax_rows(scores: np.ndarray, size: tuple[int, int], y0: int, y1: int,
+                labels: np.ndarray, best: np.ndarray) -> None:
+    """Rows y0..y1-1 of the (H, W) ids and (unless ``best`` has no rows) winning scores of
+    (C, h, w) float32 ``scores`` resized to ``size``."""
+    height, width = size
+    y_index, y_weights = cubic_table(scores.shape[1], height)
+    index, weights, runs, lone, column = column_layout(scores.shape[2], width)
+    r0, r1 = int(y_index[y0:y1].min()), int(y_index[y0:y1].max()) + 1
+    rows = np.empty((scores.shape[0], r1 - r0, width), np.float32)
+    _horizontal(scores, r0, r1, index, weights, runs, lone, rows)
+    _vertical_argmax(rows, r0, y0, y1, y_index, y_weights, column, labels, best)

@@ -1,0 +1,63 @@
+"""The compiled labels against the release's own computation: all class planes resized with
+one ``cv2.resize(..., INTER_CUBIC)`` call, then the argmax."""
+
+import cv2
+import numpy as np
+import pytest
+
+resized_argmax = pytest.importorskip("hydranet_ros.resized_argmax",
+                                     reason="numba is not installed")
+
+
+def release_resize(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) -> (H, W, C): the notebook's multi-channel resize (OpenCV's generic code)."""
+    return cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), size[::-1],
+                      interpolation=cv2.INTER_CUBIC).reshape(*size, -1)
+
+
+def compiled(logits: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.empty(size, np.uint8 if logits.shape[0] <= 256 else np.uint16)
+    best = np.empty(size, np.float32)
+    half = size[0] // 2  # two bands, as two threads make them
+    resized_argmax.argmax_rows(logits, size, 0, half, labels, best)
+    resized_argmax.argmax_rows(logits, size, half, size[0], labels, best)
+    return labels, best
+
+
+@pytest.mark.parametrize("classes, source, size, phases", [
+    (40, (120, 160), (480, 640), 4),  # the network's 1/4 outputs back to 640x480
+    (40, (30, 40), (120, 160), 4),
+    (6, (93, 307), (370, 1226), 1),  # KITTI: not a whole multiple
+    (40, (30, 40), (77, 101), 1),
+    (40, (12, 16), (36, 48), 1),  # 3x: weights not exactly periodic in float
+    (40, (40, 50), (20, 30), 1),  # shrinking
+    (8, (12, 16), (12, 16), 1),  # same size
+])
+def test_labels_and_scores_equal_the_release_bit_for_bit(classes, source, size, phases):
+    rng = np.random.default_rng(classes + size[1])
+    logits = (rng.normal(size=(classes, *source)) * rng.uniform(0.1, 10)).astype(np.float32)
+    logits[classes // 2] = logits[0]  # an exact tie everywhere: the first class must win
+    runs = resized_argmax.column_layout(source[1], size[1])[2]
+    assert len(runs) == (phases if phases > 1 else 0)
+    labels, best = compiled(logits, size)
+    resized = release_resize(logits, size)
+    assert np.array_equal(labels, resized.argmax(axis=2))
+    assert np.array_equal(best, resized.max(axis=2))
+    assert not (labels == classes // 2).any()
+
+
+def test_more_than_256_classes_get_16_bit_ids():
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(300, 8, 10)).astype(np.float32)
+    labels, best = compiled(logits, (32, 40))
+    resized = np.concatenate([release_resize(logits[i:i + 100], (32, 40))
+                              for i in range(0, 300, 100)], axis=2)
+    assert labels.dtype == np.uint16 and labels.max() > 255
+    assert np.array_equal(labels, resized.argmax(axis=2))
+
+
+def test_cubic_weights_sum_to_one_and_indices_stay_inside():
+    for n_src, n_dst in [(160, 640), (307, 1226), (50, 20), (7, 7)]:
+        index, weights = resized_argmax.cubic_table(n_src, n_dst)
+        assert index.min() >= 0 and index.max() <= n_src - 1
+        assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-6)
