@@ -176,7 +176,7 @@ def in_turns(engines: dict[str, Engine], size: tuple[int, int], rounds: int) -> 
             for name in engines}
 
 
-def int8_share(model: HydraNet, preset: Preset, size: tuple[int, int], rounds: int = 20,
+def int8_share(model: HydraNet, preset: Preset, size: tuple[int, int], rounds: int = 30,
                calibration: str = SYNTHETIC) -> dict:
     """OpenVINO int8's latency as a share of OpenVINO bf16's, measured in turns."""
     cpu = torch.device("cpu")

@@ -94,15 +94,25 @@ def column_layout(n_src: int, n_dst: int):
 
 
 @_compiled
+def _tap(src, index, weights, i):
+    """Stored column i of a source row resized along x, by table look-up."""
+    return ((src[index[i, 0]] * weights[i, 0] + src[index[i, 1]] * weights[i, 1])
+            + src[index[i, 2]] * weights[i, 2]) + src[index[i, 3]] * weights[i, 3]
+
+
+@_compiled
 def _horizontal(scores, r0, r1, index, weights, runs, lone, out):
     """out[c, r - r0, i]: source row r of class c resized along x, at stored column i."""
     for c in range(scores.shape[0]):
         for r in range(r0, r1):
             src = scores[c, r]
             dst = out[c, r - r0]
+            if runs.shape[0] == 0:  # every column by look-up, without the list's indirection
+                for i in range(dst.shape[0]):
+                    dst[i] = _tap(src, index, weights, i)
+                continue
             for i in lone:
-                dst[i] = ((src[index[i, 0]] * weights[i, 0] + src[index[i, 1]] * weights[i, 1])
-                          + src[index[i, 2]] * weights[i, 2]) + src[index[i, 3]] * weights[i, 3]
+                dst[i] = _tap(src, index, weights, i)
             for q in range(runs.shape[0]):
                 first, length, start = runs[q, 0], runs[q, 1], runs[q, 2]
                 a0, a1 = weights[first, 0], weights[first, 1]

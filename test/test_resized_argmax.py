@@ -49,7 +49,7 @@ def test_labels_and_scores_equal_the_release_bit_for_bit(classes, source, size, 
 def test_more_than_256_classes_get_16_bit_ids():
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(300, 8, 10)).astype(np.float32)
-    labels, best = compiled(logits, (32, 40))
+    labels, _ = compiled(logits, (32, 40))
     resized = np.concatenate([release_resize(logits[i:i + 100], (32, 40))
                               for i in range(0, 300, 100)], axis=2)
     assert labels.dtype == np.uint16 and labels.max() > 255
