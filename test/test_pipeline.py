@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model
+from conftest import make_model, require
 from hydranet_ros.images import read_rgb
 from hydranet_ros.engines.torch_engine import confidence_on_device
 from hydranet_ros.postprocess import (label_dtype, labels_and_confidence, labels_from_logits,
@@ -200,7 +200,8 @@ def test_shared_work_gives_the_same_maps(monkeypatch, compiled, workers, classes
     monkeypatch.setattr(post, "PARALLEL_MIN_SCORES", 0)  # share even these small frames
     size = (48, 64)
     if compiled:
-        assert post.resized_argmax is not None, post.RESIZED_ARGMAX_MISSING
+        if post.resized_argmax is None:
+            require(f"the compiled labels need numba ({post.RESIZED_ARGMAX_MISSING})")
         shares = post._row_bands(size, classes, post.NORMALS_COST)
         assert len(shares) == workers and shares[-1][1] == size[0]
     else:

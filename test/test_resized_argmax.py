@@ -4,9 +4,10 @@ one ``cv2.resize(..., INTER_CUBIC)`` call, then the argmax."""
 import cv2
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
-resized_argmax = pytest.importorskip("hydranet_ros.resized_argmax",
-                                     reason="numba is not installed")
+resized_argmax = import_or_skip("hydranet_ros.resized_argmax",
+                                "the compiled labels need numba (pip install numba)")
 
 
 def release_resize(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
