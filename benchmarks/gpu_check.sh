@@ -2,6 +2,10 @@
 # Every check this package needs a GPU for, in one go, on a CUDA machine prepared as
 # ../shared/tools/gpu/README.md says (the ROS 2 wheels in .whl/): the CUDA tests, the CUDA
 # graph comparison, and hydranet-bench --device cuda with the node's latency and peak rate.
+# For the compiled labels on that machine, add numba's wheels to .whl/ beside the ROS ones
+# (without them the host post-processing falls back to OpenCV and says so once):
+#   pip download --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl numba llvmlite
 #   bash benchmarks/gpu_check.sh OUT_DIR [quick]
 set -uo pipefail
 OUT=${1:-gpu_out}
