@@ -39,7 +39,8 @@ PARALLEL_MIN_CLASSES = 12
 PARALLEL_MIN_SCORES = 2_000_000
 #: What a frame's normals cost in class planes of the labels, to share the work evenly
 #: between threads: a plane is one class through the compiled kernel (640x480: 0.1 ms; normals
-#: 1.3-1.7 ms), or one OpenCV resize and running-maximum step (0.21 ms) without it.
+#: 1.3-1.7 ms), or one OpenCV resize and running-maximum step (0.21 ms) without it. (Costs of
+#: 19 and 2.5, from timings beside the other thread, were no faster in an interleaved A/B.)
 NORMALS_COST = 14.0
 NORMALS_COST_OPENCV = 8.0
 #: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms).
@@ -241,7 +242,8 @@ def normals_from_raw(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     The same float32 arithmetic as the release's ``norm / np.linalg.norm(norm, axis=2)``
     (squares summed x, y, z in order, correctly rounded sqrt and division), done plane by
-    plane with OpenCV; a zero vector stays zero.
+    plane with OpenCV; a zero vector gives NaN, as in the release (OpenCV 5's division
+    follows IEEE 754 there; older OpenCV gave 0).
     """
     resized = resize_map(np.ascontiguousarray(normals.transpose(1, 2, 0)), size)
     # Plain copies of the channels: several times faster than cv2.split here.
