@@ -25,21 +25,22 @@ def compiled(logits: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.
     return labels, best
 
 
-@pytest.mark.parametrize("classes, source, size, phases", [
-    (40, (120, 160), (480, 640), 4),  # the network's 1/4 outputs back to 640x480
-    (40, (30, 40), (120, 160), 4),
-    (6, (93, 307), (370, 1226), 1),  # KITTI: not a whole multiple
-    (40, (30, 40), (77, 101), 1),
-    (40, (12, 16), (36, 48), 1),  # 3x: weights not exactly periodic in float
-    (40, (40, 50), (20, 30), 1),  # shrinking
-    (8, (12, 16), (12, 16), 1),  # same size
+@pytest.mark.parametrize("classes, source, size, sliced", [
+    (40, (120, 160), (480, 640), 0.9),  # the network's 1/4 outputs back to 640x480
+    (40, (30, 40), (120, 160), 0.9),
+    (6, (93, 307), (370, 1226), 0.9),  # KITTI: not a whole multiple, the weights drift
+    (40, (30, 40), (77, 101), 0.5),  # 2.5x: one rank in two breaks into short runs
+    (40, (12, 16), (36, 48), 0.0),  # too narrow for runs: every column by look-up
+    (40, (40, 50), (20, 30), 0.0),  # shrinking
+    (8, (12, 16), (12, 16), 0.0),  # same size
 ])
-def test_labels_and_scores_equal_the_release_bit_for_bit(classes, source, size, phases):
+def test_labels_and_scores_equal_the_release_bit_for_bit(classes, source, size, sliced):
     rng = np.random.default_rng(classes + size[1])
     logits = (rng.normal(size=(classes, *source)) * rng.uniform(0.1, 10)).astype(np.float32)
     logits[classes // 2] = logits[0]  # an exact tie everywhere: the first class must win
-    runs = resized_argmax.column_layout(source[1], size[1])[2]
-    assert len(runs) == (phases if phases > 1 else 0)
+    runs = resized_argmax.column_layout(source[1], size[1])[3]
+    # the share of the columns made from slices (the fast path)
+    assert (runs[:, 1].sum() >= sliced * size[1]) if sliced else len(runs) == 0
     labels, best = compiled(logits, size)
     resized = release_resize(logits, size)
     assert np.array_equal(labels, resized.argmax(axis=2))
