@@ -69,11 +69,11 @@ def column_layout(n_src: int, n_dst: int):
     then the second-ranked, ...): along a rank the source index rises by one per column, so
     the taps are plain slices (for 160 -> 640 these are the 4 phases, whose weights are
     constant; for 307 -> 1226 the weights drift, and a rank that some pixel lacks breaks into
-    a few runs). Returns (index, weights, runs, lone, column): the tables in stored order,
-    the weights again as (4, W), runs of (first stored column, length, first source index,
-    whether its weights are constant),
-    the stored columns made by table look-up (clamped at a border, or in no run), and the
-    image column of each stored column."""
+    a few runs). Returns (index, weights, by_tap, runs, lone, column): the tables in stored
+    order, the weights again as (4, W), runs of (first stored column, length, first source
+    index, whether its weights are constant), the stored columns made by table look-up
+    (clamped at a border, or in no run of MIN_RUN), and the image column of each stored
+    column."""
     index, weights = cubic_table(n_src, n_dst)
     x = np.arange(n_dst, dtype=np.int64)
     start = index[:, 0]
