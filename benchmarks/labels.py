@@ -1,0 +1,48 @@
+"""The labels' post-processing alone: 40 classes of random scores at the network's 1/4
+resolution back to the image, compiled (``resized_argmax``, the default) against OpenCV plane
+by plane (the fall-back without numba), in turns, on the package's worker threads.
+
+    .venv/bin/python benchmarks/labels.py [--classes 40 --repeat 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from hydranet_ros import postprocess
+from hydranet_ros.memory import keep_freed_memory
+
+#: (network output, image): 640x480, KITTI-sized frames (not a whole-number scale), 1280x720
+SIZES = [((120, 160), (480, 640)), ((93, 307), (370, 1226)), ((180, 320), (720, 1280))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classes", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=40)
+    args = parser.parse_args()
+    keep_freed_memory()
+    ways = {"compiled": lambda s, size: postprocess._labels_and_best(s, size, want_best=False),
+            "opencv": postprocess._labels_and_best_opencv}
+    print(f"labels of {args.classes} classes, median of {args.repeat} (ms), "
+          f"{postprocess.WORKERS} worker threads")
+    for source, size in SIZES:
+        scores = np.random.default_rng(0).normal(size=(args.classes, *source)).astype(np.float32)
+        times = {name: [] for name in ways}
+        for way in ways.values():
+            way(scores, size)  # compile, warm up
+        for _ in range(args.repeat):
+            for name, way in ways.items():
+                started = time.perf_counter()
+                way(scores, size)
+                times[name].append(time.perf_counter() - started)
+        print(f"  {source[1]}x{source[0]} -> {size[1]}x{size[0]}: " + ", ".join(
+            f"{name} {statistics.median(t) * 1e3:.2f}" for name, t in times.items()))
+
+
+if __name__ == "__main__":
+    main()
