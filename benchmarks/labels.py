@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40)
     args = parser.parse_args()
     keep_freed_memory()
-    ways = {"compiled": lambda s, size: postprocess._labels_and_best(s, size, want_best=False),
+    ways = {"compiled": postprocess.labels_from_logits,
             "opencv": postprocess._labels_and_best_opencv}
     print(f"labels of {args.classes} classes, median of {args.repeat} (ms), "
           f"{postprocess.WORKERS} worker threads")

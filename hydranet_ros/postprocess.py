@@ -96,9 +96,42 @@ def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
     threads finish together when the last one also does ``beside`` class planes' worth of
     other work; that run may be empty."""
     runs = WORKERS if num_classes >= PARALLEL_MIN_CLASSES else 1
-    share = (num_classes + beside) / runs
-    bounds = [min(num_classes, round(share * k)) for k in range(runs)] + [num_classes]
+    return _split(num_classes, beside, runs)
+
+
+def _row_bands(size: tuple[int, int], classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
+    """Bands of output rows, one per thread (one band for small work), such that the threads
+    finish together when the last one also does ``beside`` class planes' worth of other work;
+    that band may be empty."""
+    height, width = size
+    runs = WORKERS if classes * height * width >= PARALLEL_MIN_SCORES else 1
+    return _split(height, height * beside / classes, runs)
+
+
+def _split(units: int, beside: float, runs: int) -> list[tuple[int, int]]:
+    """``runs`` consecutive shares of ``units`` (classes or rows), the last one smaller by
+    ``beside`` units' worth of other work (possibly empty)."""
+    share = (units + beside) / runs
+    bounds = [min(units, round(share * k)) for k in range(runs)] + [units]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _share_out(shares: list[tuple[int, int]], work: Callable[[int, int], T],
+               beside: Callable[[], object] | None = None) -> tuple[list[T | None], object]:
+    """``work(start, stop)`` for each share (None for an empty one), the first in this thread
+    and the others on the workers, the last one's thread then doing ``beside``; the results
+    in share order, and beside's."""
+    def run(start: int, stop: int) -> T | None:
+        return work(start, stop) if stop > start else None
+    first, *others = shares
+    later = [submit(run, *share) for share in others[:-1]]
+
+    def last_then_beside() -> tuple[T | None, object]:
+        return (run(*others[-1]) if others else None), (beside() if beside is not None else None)
+    tail = submit(last_then_beside) if others or beside is not None else None
+    results = [run(*first)] + [future.result() for future in later]
+    last, extra = tail.result() if tail is not None else (None, None)
+    return results + ([last] if others else []), extra
 
 
 def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
@@ -117,32 +150,9 @@ def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
     best = np.empty(size if want_best else (0, 0), dtype=np.float32)
 
     def rows(y0: int, y1: int) -> None:
-        if y1 > y0:
-            resized_argmax.argmax_rows(scores, size, y0, y1, labels, best)
-    first, *others = _row_bands(size, scores.shape[0], beside_cost)
-    later = [submit(rows, y0, y1) for y0, y1 in others[:-1]]
-
-    def last_then_beside() -> T | None:
-        if others:
-            rows(*others[-1])
-        return beside() if beside is not None else None
-    tail = submit(last_then_beside) if others or beside is not None else None
-    rows(*first)
-    for future in later:
-        future.result()
-    extra = tail.result() if tail is not None else None
+        resized_argmax.argmax_rows(scores, size, y0, y1, labels, best)
+    _, extra = _share_out(_row_bands(size, scores.shape[0], beside_cost), rows, beside)
     return labels, best if want_best else None, extra
-
-
-def _row_bands(size: tuple[int, int], classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
-    """Bands of output rows, one per thread (one band for small work), such that the threads
-    finish together when the last one also does ``beside`` class planes' worth of other work;
-    that band may be empty."""
-    height, width = size
-    runs = WORKERS if classes * height * width >= PARALLEL_MIN_SCORES else 1
-    share = height * (1.0 + beside / classes) / runs
-    bounds = [min(height, round(share * k)) for k in range(runs)] + [height]
-    return list(zip(bounds[:-1], bounds[1:]))
 
 
 _warned_without_numba = False
@@ -158,23 +168,16 @@ def _warn_once_without_numba() -> None:
 
 
 def _labels_and_best_opencv(logits: np.ndarray, size: tuple[int, int],
-                     beside: Callable[[], T] | None = None,
-                     beside_cost: float = 0.0) -> tuple[np.ndarray, np.ndarray, T | None]:
+                            beside: Callable[[], T] | None = None,
+                            beside_cost: float = 0.0) -> tuple[np.ndarray, np.ndarray, T | None]:
     """``_labels_and_best`` without numba: OpenCV resizes each class plane, runs of classes
     are shared between threads and merged in class order."""
-    first, *others = _class_runs(logits.shape[0], beside_cost)
-    others = [(start, stop) for start, stop in others if stop > start]
-    later = [submit(_running_argmax, logits, start, stop, size) for start, stop in others[:-1]]
-
-    def last_then_beside() -> tuple[tuple[np.ndarray, np.ndarray] | None, T | None]:
-        run = _running_argmax(logits, *others[-1], size) if others else None
-        return run, beside() if beside is not None else None
-    tail = submit(last_then_beside) if others or beside is not None else None
-    best, labels = _running_argmax(logits, *first, size)
-    runs = [future.result() for future in later]
-    run, extra = tail.result() if tail is not None else (None, None)
+    def run(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return _running_argmax(logits, start, stop, size)
+    results, extra = _share_out(_class_runs(logits.shape[0], beside_cost), run, beside)
+    (best, labels), *runs = results  # the first run is never empty
     greater = np.empty(size, dtype=np.uint8)
-    for run_best, run_labels in runs + ([run] if run is not None else []):
+    for run_best, run_labels in filter(None, runs):
         cv2.compare(run_best, best, cv2.CMP_GT, dst=greater)
         cv2.max(best, run_best, dst=best)
         cv2.copyTo(run_labels, greater, dst=labels)

@@ -69,19 +69,18 @@ def column_layout(n_src: int, n_dst: int):
     then the second-ranked, ...): along a rank the source index rises by one per column, so
     the taps are plain slices (for 160 -> 640 these are the 4 phases, whose weights are
     constant; for 307 -> 1226 the weights drift, and a rank that some pixel lacks breaks into
-    a few runs). Returns (index, weights, by_tap, runs, lone, column): the tables in stored
-    order, the weights again as (4, W), runs of (first stored column, length, first source
-    index, whether its weights are constant), the stored columns made by table look-up
-    (clamped at a border, or in no run of MIN_RUN), and the image column of each stored
-    column."""
+    a few runs). Returns (index, by_tap, runs, lone, column): the source indices (W, 4) and
+    the weights (4, W, so that a run's weights are slices) in stored order, runs of (first
+    stored column, length, first source index, whether its weights are constant), the stored
+    columns made by table look-up (clamped at a border, or in no run of MIN_RUN), and the
+    image column of each stored column."""
     index, weights = cubic_table(n_src, n_dst)
     x = np.arange(n_dst, dtype=np.int64)
     start = index[:, 0]
-    group_first = np.searchsorted(start, start, side="left")  # start is non-decreasing
-    order = np.lexsort((x, x - group_first))  # by rank, then image order
-    index, weights = index[order], weights[order]
+    rank = x - np.searchsorted(start, start, side="left")  # start is non-decreasing
+    order = np.lexsort((x, rank))  # by rank, then image order
+    index, weights, rank = index[order], weights[order], rank[order]
     inside = index[:, 3] - index[:, 0] == 3  # no tap clamped at a border
-    rank = (x - group_first)[order]
     steady = inside[1:] & inside[:-1] & (rank[1:] == rank[:-1]) & (index[1:, 0] == index[:-1, 0] + 1)
     runs, lone, i = [], [], 0
     while i < n_dst:
@@ -94,19 +93,19 @@ def column_layout(n_src: int, n_dst: int):
         else:
             lone.extend(range(i, j + 1))
         i = j + 1
-    return (index, weights, np.ascontiguousarray(weights.T),
-            np.array(runs, np.int64).reshape(-1, 4), np.array(lone, np.int64), order)
+    return (index, np.ascontiguousarray(weights.T), np.array(runs, np.int64).reshape(-1, 4),
+            np.array(lone, np.int64), order)
 
 
 @_compiled
-def _tap(src, index, weights, i):
+def _tap(src, index, by_tap, i):
     """Stored column i of a source row resized along x, by table look-up."""
-    return ((src[index[i, 0]] * weights[i, 0] + src[index[i, 1]] * weights[i, 1])
-            + src[index[i, 2]] * weights[i, 2]) + src[index[i, 3]] * weights[i, 3]
+    return ((src[index[i, 0]] * by_tap[0, i] + src[index[i, 1]] * by_tap[1, i])
+            + src[index[i, 2]] * by_tap[2, i]) + src[index[i, 3]] * by_tap[3, i]
 
 
 @_compiled
-def _horizontal(scores, r0, r1, index, weights, by_tap, runs, lone, out):
+def _horizontal(scores, r0, r1, index, by_tap, runs, lone, out):
     """out[c, r - r0, i]: source row r of class c resized along x, at stored column i."""
     for c in range(scores.shape[0]):
         for r in range(r0, r1):
@@ -114,10 +113,10 @@ def _horizontal(scores, r0, r1, index, weights, by_tap, runs, lone, out):
             dst = out[c, r - r0]
             if runs.shape[0] == 0:  # every column by look-up, without the list's indirection
                 for i in range(dst.shape[0]):
-                    dst[i] = _tap(src, index, weights, i)
+                    dst[i] = _tap(src, index, by_tap, i)
                 continue
             for i in lone:
-                dst[i] = _tap(src, index, weights, i)
+                dst[i] = _tap(src, index, by_tap, i)
             for q in range(runs.shape[0]):
                 first, length, start = runs[q, 0], runs[q, 1], runs[q, 2]
                 part = src[start:start + length + 3]  # slices: indices known non-negative,
@@ -175,8 +174,8 @@ def argmax_rows(scores: np.ndarray, size: tuple[int, int], y0: int, y1: int,
     (C, h, w) float32 ``scores`` resized to ``size``."""
     height, width = size
     y_index, y_weights = cubic_table(scores.shape[1], height)
-    index, weights, by_tap, runs, lone, column = column_layout(scores.shape[2], width)
+    index, by_tap, runs, lone, column = column_layout(scores.shape[2], width)
     r0, r1 = int(y_index[y0:y1].min()), int(y_index[y0:y1].max()) + 1
     rows = np.empty((scores.shape[0], r1 - r0, width), np.float32)
-    _horizontal(scores, r0, r1, index, weights, by_tap, runs, lone, rows)
+    _horizontal(scores, r0, r1, index, by_tap, runs, lone, rows)
     _vertical_argmax(rows, r0, y0, y1, y_index, y_weights, column, labels, best)
