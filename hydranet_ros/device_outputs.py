@@ -54,9 +54,10 @@ def depth_colors(depth: torch.Tensor, value_range: tuple[float, float],
 
 
 def normals_colors(normals: torch.Tensor) -> torch.Tensor:
-    """R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated, as ``visualize.colorize_normals``."""
+    """R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated, black where NaN, as
+    ``visualize.colorize_normals``."""
     signed = torch.cat([normals[..., :2], -normals[..., 2:]], dim=-1)
-    return (((signed + 1.0) / 2.0) * 255.0).to(torch.uint8)
+    return torch.nan_to_num(((signed + 1.0) / 2.0) * 255.0, nan=0.0).to(torch.uint8)
 
 
 def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:

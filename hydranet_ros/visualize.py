@@ -52,12 +52,14 @@ def colorize_depth(depth: np.ndarray, value_range: tuple[float, float]) -> np.nd
 
 
 def colorize_normals(normals: np.ndarray) -> np.ndarray:
-    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8.
+    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8;
+    black where a normal is NaN (a zero vector normalised: no direction).
 
     Negating z first makes one expression serve all channels: 1 - z == 1 + (-z) exactly.
     """
     flipped = normals * np.array([1.0, 1.0, -1.0], dtype=np.float32)
-    return (((flipped + 1.0) / 2.0) * 255.0).astype(np.uint8)
+    scaled = ((flipped + 1.0) / 2.0) * 255.0
+    return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)
 
 
 def _titled(title: str, rgb: np.ndarray) -> np.ndarray:

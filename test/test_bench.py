@@ -52,6 +52,11 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     for node in report["node"]:
         assert node["frames"] == 2 and node["node_receipt_to_publish_ms"]["median"] > 0
         assert node["backend"].endswith("on cpu")  # the device the engines were measured on
+        # the consumer in another process: image out, the node's work, every output back
+        assert node["consumer_send_to_last_reception_ms"]["median"] >= \
+            node["node_receipt_to_publish_ms"]["median"] - 1.0, node
+        assert node["consumer_send_to_last_callback_ms"]["median"] >= \
+            node["consumer_send_to_last_reception_ms"]["median"], node
     for peak in report["node_peak"]:
         slow, fast = peak["runs"]
         # (4 + 2 warm-up) s per rate: up to 4 s counted, from the first frame after the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array as array_module
+
 import cv2
 import numpy as np
 import pytest
@@ -9,12 +11,13 @@ import pytest
 from conftest import import_or_skip
 
 import_or_skip("sensor_msgs", "ROS 2 message packages are not installed (pip install -e .[ros])")
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
+from hydranet_ros.ros import conversions  # noqa: E402
 from hydranet_ros.ros.conversions import (ImageError, camera_info_for,  # noqa: E402
                                           camera_intrinsics, compressed_to_rgb, image_message,
-                                          image_to_rgb, pointcloud_message)
+                                          image_to_rgb, pointcloud_message, takes_buffers)
 from ros_harness import image_msg  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -121,6 +124,43 @@ def test_pointcloud_message_layout():
     assert bytes(msg.data) == cloud.tobytes()
     cloud["z"][0, 0] = np.nan
     assert not pointcloud_message(Image().header, cloud).is_dense
+
+
+def _serialized_with_a_copy(msg) -> bytes:
+    """What rclpy publishes for ``msg`` with its data as the array.array rclpy expects."""
+    from rclpy.serialization import serialize_message
+    copy = type(msg)()
+    for name in msg.get_fields_and_field_types():
+        setattr(copy, name, getattr(msg, name))
+    copy.data = array_module.array("B", bytes(msg.data))
+    return serialize_message(copy)
+
+
+def test_outputs_are_published_from_their_arrays_without_a_copy():
+    """The messages hold views of the output arrays, and rclpy serialises them as the same
+    bytes as the array.array copies it expects."""
+    from rclpy.serialization import serialize_message
+    cloud = np.zeros((3, 4), dtype=POINT_DTYPE)
+    cloud["x"] = RNG.random((3, 4))
+    cloud["label"] = 5
+    depth = RNG.random((5, 6)).astype(np.float32)
+    header = Image().header
+    header.stamp, header.frame_id = stamp(), "camera"
+    for array, msg in ((RGB, image_message(header, RGB)), (depth, image_message(header, depth)),
+                       (cloud, pointcloud_message(header, cloud))):
+        assert np.shares_memory(msg.data, array)
+        assert serialize_message(msg) == _serialized_with_a_copy(msg)
+    assert takes_buffers(Image) and takes_buffers(PointCloud2)
+
+
+def test_classes_that_refuse_buffers_get_copies(monkeypatch):
+    class NotRos:
+        __slots__ = ("_data",)
+
+    assert not takes_buffers(NotRos) and not takes_buffers(CameraInfo)
+    monkeypatch.setattr(conversions, "takes_buffers", lambda cls: False)
+    msg = image_message(Image().header, RGB)
+    assert isinstance(msg.data, array_module.array) and bytes(msg.data) == RGB.tobytes()
 
 
 def test_camera_info_checks_and_restamping():

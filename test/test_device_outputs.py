@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hydranet_ros.checkpoint import load_model
-from hydranet_ros.device_outputs import DeviceOutputs, download, prediction_tensors
+from hydranet_ros.device_outputs import DeviceOutputs, download, normals_colors, prediction_tensors
 from hydranet_ros.engines import build_engine
 from hydranet_ros.evaluation import held_out_frame
 from hydranet_ros.geometry import Intrinsics
@@ -16,6 +16,7 @@ from hydranet_ros.outputs import OUTPUTS, OutputSettings, compute_outputs
 from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.presets import get_preset
 from hydranet_ros.synthetic.render import SyntheticWorld
+from hydranet_ros.visualize import colorize_normals
 from hydranet_ros.weights import resolve
 
 CPU = torch.device("cpu")
@@ -95,3 +96,10 @@ def test_the_cuda_paths_outputs_through_the_predictor(frames):
         assert g["points"].dtype == e["points"].dtype and g["points"].shape == e["points"].shape
         assert np.array_equal(g["points"]["label"], g["labels"])
     assert np.abs(got[0]["normals"] - expected[0]["normals"]).max() < 0.05
+
+
+def test_normal_colours_on_the_device_are_the_host_bytes_nan_included():
+    normals = np.array([[[np.nan, np.nan, np.nan], [0, 0, -1], [0.6, -0.8, 0.0]]], np.float32)
+    device = normals_colors(torch.from_numpy(normals)).numpy()
+    assert device.tobytes() == colorize_normals(normals).tobytes()
+    assert device[0, 0].tolist() == [0, 0, 0]

@@ -119,6 +119,15 @@ def test_normal_colours():
     assert colorize_normals(normals).tolist() == [[[127, 127, 255], [255, 127, 127], [127, 0, 127]]]
 
 
+def test_a_normal_without_direction_is_black_without_a_warning():
+    """A zero vector normalised is NaN (as in the release); its colour is black, not an
+    invalid cast with a RuntimeWarning on every run of a fresh model."""
+    normals = np.array([[[np.nan, np.nan, np.nan], [0, 0, -1]]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert colorize_normals(normals).tolist() == [[[0, 0, 0], [127, 127, 255]]]
+
+
 def test_montage_layout():
     panels = [(str(i), np.full((10, 20, 3), i, dtype=np.uint8)) for i in range(5)]
     assert montage(panels).shape == (10 + 24, 100, 3)

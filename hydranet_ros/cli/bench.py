@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .. import weights as weights_mod
-from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines, bench_image,
+from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines,
                          cases, format_accuracy, format_int8_share, format_table, int8_share,
                          rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
@@ -227,20 +227,22 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
     except ImportError as exc:
         print(f"{PROG}: node end to end skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
-    result = node_end_to_end(checkpoint, best.backend, best.precision, bench_image(size),
-                             frames, device=device, params={"pipeline": pipeline})
+    result = node_end_to_end(checkpoint, best.backend, best.precision, size, frames,
+                             device=device, params={"pipeline": pipeline})
     node_ms = result["node_receipt_to_publish_ms"]["median"]
     result["engine_network_ms"] = best.median_ms
     result["engine_with_postprocessing_ms"] = best.predict_ms
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
     print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, "
-          f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, in one process): "
-          f"receipt to last publish {node_ms:.1f} ms median "
-          f"(p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); engine "
-          f"{best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with post-processing; "
-          f"node = {result['node_over_engine']:.2f}x the network (its own inference and "
-          f"outputs {result['node_inference_ms']['median']:.1f} ms); driver publish to last "
-          f"output {result['driver_publish_to_last_output_ms']['median']:.1f} ms")
+          f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, "
+          f"consumer in another process, one frame at a time): receipt to last publish "
+          f"{node_ms:.1f} ms median (p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); "
+          f"engine {best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with "
+          f"post-processing; node = {result['node_over_engine']:.2f}x the network (its own "
+          f"inference and outputs {result['node_inference_ms']['median']:.1f} ms); consumer: "
+          f"image sent to last output received "
+          f"{result['consumer_send_to_last_reception_ms']['median']:.1f} ms, in its callback "
+          f"{result['consumer_send_to_last_callback_ms']['median']:.1f} ms")
     return result
 
 

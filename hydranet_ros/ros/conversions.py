@@ -14,7 +14,7 @@ from __future__ import annotations
 import array as std_array
 import sys
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, lru_cache
 from typing import Callable, Iterable
 
 import cv2
@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS
-from ..workers import run_all
 
 #: Supported input encodings: (channels, bytes per channel).
 INPUT_ENCODINGS = {
@@ -150,14 +149,42 @@ class MessageKit:
 
 
 def _rclpy_with_data(cls: type, fields: dict, data: np.ndarray):
-    """rclpy keeps uint8[] as array.array('B'): filled straight from the array's memory (one
-    copy; bytes would be copied twice, a numpy array element by element) and assigned after
-    construction (the constructor would copy it again)."""
+    """rclpy's message, its uint8[] ``data`` the array's own bytes where ``takes_buffers``
+    says the class allows it (no copy: publishing reads them), else an array.array filled
+    straight from the array's memory (one copy; bytes would be copied twice, a numpy array
+    element by element), assigned after construction (the constructor would copy again)."""
     msg = cls(**fields)
+    flat = data.reshape(-1).view(np.uint8)
+    if takes_buffers(cls):
+        msg._data = flat
+        return msg
     buffer = std_array.array("B")
-    buffer.frombytes(data.reshape(-1).view(np.uint8))
+    buffer.frombytes(flat)
     msg.data = buffer
     return msg
+
+
+#: A few bytes that make a wrong offset or length visible in the probe.
+_PROBE_BYTES = np.arange(1, 8, dtype=np.uint8)
+
+
+@cache
+def takes_buffers(cls: type) -> bool:
+    """Whether rclpy's generated class publishes a numpy array kept in its ``_data`` slot
+    (bypassing the setter, which only takes array.array or copies element by element) as
+    the same bytes as the array.array it expects: its C converter reads uint8[] through the
+    buffer protocol. Checked once per class against rclpy's own serialisation, so a rosidl
+    that stops doing so costs a copy per message, never a wrong one."""
+    if "_data" not in getattr(cls, "__slots__", ()):
+        return False
+    try:
+        from rclpy.serialization import serialize_message
+        expected, probe = cls(), cls()
+        expected.data = std_array.array("B", _PROBE_BYTES.tobytes())
+        probe._data = _PROBE_BYTES.copy()
+        return serialize_message(probe) == serialize_message(expected)
+    except Exception:  # noqa: BLE001  any refusal means: copy as rclpy expects
+        return False
 
 
 @lru_cache(maxsize=1)
@@ -233,8 +260,8 @@ def frame_messages(arrays: dict[str, np.ndarray], header, info,
     """The messages of one frame by relative topic: every output array stamped with the
     input's header, and depth/camera_info beside a depth image. Shared by the live node and
     the bag tool, so both produce the same messages."""
-    messages = run_all({OUTPUT_BY_NAME[name].topic: partial(output_message, name, header, array, kit)
-                        for name, array in arrays.items()})
+    messages = {OUTPUT_BY_NAME[name].topic: output_message(name, header, array, kit)
+                for name, array in arrays.items()}  # no copies: threads would cost more
     if "depth" in arrays and info is not None:
         messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header, kit)
     return messages

@@ -1,14 +1,23 @@
-"""The whole node, end to end: an Image message in, every output published.
+"""The whole node, end to end, as a consumer in another process sees it: an Image message in,
+every output published and received.
 
-Runs hydranet_node in this process beside a driver node that publishes 640x480 frames and
-listens to every output (outputs nobody listens to are not computed; the driver takes them
-serialised, so that it does not compete with the node for the interpreter), one frame at a
-time so that no queue forms. Reports the node's own receipt-to-last-publish latency and the driver's
-publish-to-last-receipt time (which adds DDS transport both ways).
+hydranet_node runs in this process (its own statistics are read exactly) and nothing else
+does: a driver in a child process (``python -m hydranet_ros.ros.node_benchmark``) is the
+camera and the consumer. It publishes a 640x480 frame, waits until every output of that frame
+has arrived (subscribed raw, reliable), then sends the next, so that no queue forms. Reports
+the node's receipt-to-last-publish latency and its inference time, and the times from the
+driver's publication of the image to its reception of the last output (the DDS reader's
+timestamp) and to that output's callback, which add the transport both ways. With the driver in this process instead, its reception of about 15 MB per frame
+took the interpreter and the DDS intra-process copies from the node's own thread.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,42 +25,43 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from ..outputs import OUTPUTS
-from .conversions import image_message, output_topic_types
+from .conversions import output_topic_types
+from .delivery_benchmark import cdr_stamp
 from .node import HydraNetNode
 from .transport import configure_large_data
 
 FRAME_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
 NAMESPACE = "/hydranet_bench"
+FRAME_ID = "camera_optical_frame"
+#: Starts the driver's replies on its stdout, which other libraries may write to as well.
+REPLY = "hydranet-bench-driver: "
 
 
-def _camera_info(width: int, height: int) -> CameraInfo:
+def _camera_info(width: int, height: int):
+    from sensor_msgs.msg import CameraInfo
     f = 0.8 * width
     info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
     info.k = [f, 0.0, width / 2, 0.0, f, height / 2, 0.0, 0.0, 1.0]
     info.p = [f, 0.0, width / 2, 0.0, 0.0, f, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.header.frame_id = "camera_optical_frame"
+    info.header.frame_id = FRAME_ID
     return info
 
 
-class BenchGraph:
-    """hydranet_node and a driver node in this process, every output listened to; spun by
-    a two-thread executor until ``close``."""
+class NodeUnderTest:
+    """hydranet_node alone in this process, spun in a thread until ``close``."""
 
     def __init__(self, weights: Path, backend: str, precision: str, device: str,
-                 size: tuple[int, int], params: dict | None = None) -> None:
+                 namespace: str, params: dict | None = None) -> None:
         # a context of its own: measurements one after another never share one
         self.context = Context()
         rclpy.init(context=self.context)
-        configure_large_data(get_rmw_implementation_identifier())  # it publishes 640x480 images
+        configure_large_data(get_rmw_implementation_identifier())
         overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
                      Parameter("backend", value=backend), Parameter("precision", value=precision),
                      Parameter("max_depth", value=1000.0),
@@ -60,98 +70,192 @@ class BenchGraph:
                      # one statistics window for the whole run (each report starts a new one)
                      Parameter("diagnostics_period", value=60.0)]
         overrides += [Parameter(name, value=value) for name, value in (params or {}).items()]
-        self.node = HydraNetNode(parameter_overrides=overrides, namespace=NAMESPACE,
+        self.node = HydraNetNode(parameter_overrides=overrides, namespace=namespace,
                                  context=self.context)
-        self.driver = Node("hydranet_bench_driver", namespace=NAMESPACE, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.arrived: dict[str, float] = {}
-        self.lock = threading.Condition()
+        # as hydranet_node's own process spins it (rclpy.spin); rclpy's MultiThreadedExecutor
+        # ran the image callback up to a second after the image had arrived
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.node.start()
-        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.topics = output_topic_types(spec.name for spec in OUTPUTS if
-                                         self.node.predictor.has_normals or "normals" not in spec.needs)
-        self.subs = [self.driver.create_subscription(msg_type, t, lambda m, t=t: self._on_output(t),
-                                                     reliable, raw=True)
-                     for t, msg_type in self.topics.items()]
-        self.image_pub = self.driver.create_publisher(Image, "image", reliable)
-        self.info_pub = self.driver.create_publisher(CameraInfo, "camera_info", reliable)
         self.executor.add_node(self.node)
-        self.executor.add_node(self.driver)
         threading.Thread(target=self.executor.spin, daemon=True).start()
-        _wait(lambda: all(p.get_subscription_count() > 0
-                          for p in self.node.cameras[""].publishers.values())
-              and self.image_pub.get_subscription_count() > 0, FRAME_TIMEOUT_S)
-        height, width = size
-        self.info = _camera_info(width, height)
 
-    def _on_output(self, topic: str) -> None:
-        with self.lock:
-            self.arrived[topic] = time.perf_counter()
-            self.lock.notify_all()
-
-    def send(self, msg: Image) -> float:
-        """camera_info, then the image (as drivers do), stamped now; the time the image was
-        sent."""
-        msg.header.stamp = self.info.header.stamp = self.driver.get_clock().now().to_msg()
-        self.info_pub.publish(self.info)
-        time.sleep(0.01)  # camera_info first
-        sent = time.perf_counter()
-        self.image_pub.publish(msg)
-        return sent
+    def topics(self) -> dict[str, type]:
+        """Every output this node's model makes, by relative topic."""
+        return output_topic_types(spec.name for spec in OUTPUTS
+                                  if self.node.predictor.has_normals or "normals" not in spec.needs)
 
     def close(self) -> None:
-        for sub in self.subs:
-            self.driver.destroy_subscription(sub)
         self.executor.shutdown()
         self.node.stop()
         self.node.destroy_node()
-        self.driver.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
 
-def node_end_to_end(weights: Path, backend: str, precision: str, image: np.ndarray,
+class Driver:
+    """The child process's side: camera and consumer of one node, one frame at a time."""
+
+    def __init__(self, namespace: str, topics: list[str], size: tuple[int, int]) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import Header
+
+        from ..benchmark import bench_image
+        from .conversions import image_message
+
+        rclpy.init()
+        configure_large_data(get_rmw_implementation_identifier())  # it publishes images
+        self.node = rclpy.create_node("hydranet_bench_driver", namespace=namespace)
+        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.topics = topics
+        types = output_topic_types(spec.name for spec in OUTPUTS)
+        self.arrived: dict[str, tuple[float, float]] = {}
+        self.stamp: tuple[int, int] | None = None
+        self.subs = [self.node.create_subscription(
+            types[t], t, lambda raw, info, t=t: self._on_output(t, raw, info), reliable, raw=True)
+            for t in topics]
+        self.image_pub = self.node.create_publisher(Image, "image", reliable)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", reliable)
+        self.image = image_message(Header(frame_id=FRAME_ID), bench_image(size))
+        self.info = _camera_info(size[1], size[0])
+
+    def _on_output(self, topic: str, raw: bytes, info) -> None:
+        if cdr_stamp(raw) == self.stamp:
+            self.arrived.setdefault(topic, (info["received_timestamp"] * 1e-9, time.time()))
+
+    def matched(self) -> bool:
+        return all(s.get_publisher_count() > 0 for s in self.subs) and \
+            self.image_pub.get_subscription_count() > 0
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            rclpy.spin_once(self.node, timeout_sec=0.01)
+        return True
+
+    def frame(self) -> dict:
+        """camera_info, then the image (as drivers do), stamped now; when its outputs came,
+        from the image's publication."""
+        now = self.node.get_clock().now()
+        self.image.header.stamp = self.info.header.stamp = now.to_msg()
+        self.stamp = (self.image.header.stamp.sec, self.image.header.stamp.nanosec)
+        self.arrived = {}
+        self.info_pub.publish(self.info)
+        self.spin_until(lambda: False, 0.01)  # camera_info first
+        sent = time.time()
+        self.image_pub.publish(self.image)
+        if not self.spin_until(lambda: len(self.arrived) == len(self.topics), FRAME_TIMEOUT_S):
+            return {"missing": sorted(set(self.topics) - set(self.arrived))}
+        return {"reception_ms": (max(r for r, _ in self.arrived.values()) - sent) * 1e3,
+                "callback_ms": (max(c for _, c in self.arrived.values()) - sent) * 1e3}
+
+
+def driver_main(argv: list[str] | None = None) -> int:
+    """The child: 'ready' once matched, then one JSON line per 'frame' line on stdin, each
+    after ``REPLY``."""
+    parser = argparse.ArgumentParser(description="hydranet node benchmark driver (internal)")
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--topics", required=True, help="comma-separated relative topics")
+    parser.add_argument("--height", type=int, required=True)
+    parser.add_argument("--width", type=int, required=True)
+    args = parser.parse_args(argv)
+    driver = Driver(args.namespace, args.topics.split(","), (args.height, args.width))
+    if not driver.spin_until(driver.matched, START_TIMEOUT_S):
+        print(REPLY + json.dumps({"error": "the driver and the node did not discover each "
+                                             "other"}), flush=True)
+        return 1
+    print(REPLY + "ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "frame":
+            break
+        print(REPLY + json.dumps(driver.frame()), flush=True)
+    driver.node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def _start_driver(namespace: str, topics: list[str], size: tuple[int, int]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hydranet_ros.ros.node_benchmark", "--namespace", namespace,
+         "--topics", ",".join(topics), "--height", str(size[0]), "--width", str(size[1])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _reply(driver: subprocess.Popen, timeout: float) -> str:
+    """The driver's next reply (other lines on its stdout are passed on to stderr); an error
+    naming the wait when it exits or stays silent."""
+    replies: list[str] = []
+
+    def read() -> None:
+        for line in driver.stdout:
+            if line.startswith(REPLY):
+                replies.append(line[len(REPLY):].strip())
+                return
+            sys.stderr.write(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not replies:
+        state = "exited" if driver.poll() is not None else f"was silent for {timeout:.0f} s"
+        raise RuntimeError(f"the benchmark's driver {state}")
+    return replies[0]
+
+
+def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tuple[int, int],
                     frames: int = 20, warmup: int = 3, device: str = "cpu",
                     params: dict | None = None) -> dict:
-    """Median and p90 latencies (ms) of the node with every output on and listened to."""
-    bench = BenchGraph(weights, backend, precision, device, image.shape[:2], params=params)
+    """Median and p90 latencies (ms) of the node with every output on and listened to by a
+    consumer in another process, one frame at a time."""
+    namespace = f"{NAMESPACE}_{os.getpid()}"
+    bench = NodeUnderTest(weights, backend, precision, device, namespace, params)
+    driver = _start_driver(namespace, list(bench.topics()), image_size)
     try:
-        msg = image_message(Header(frame_id="camera_optical_frame"), image)
-        round_trip: list[float] = []
+        reply = _reply(driver, START_TIMEOUT_S)
+        if reply != "ready":
+            raise RuntimeError(f"the benchmark's driver: {json.loads(reply).get('error', reply)}")
+        reception: list[float] = []
+        callback: list[float] = []
         for i in range(warmup + frames):
             if i == warmup:
                 bench.node.stats.snapshot()  # start the measured window
-            with bench.lock:
-                bench.arrived.clear()
-            sent = bench.send(msg)
-            with bench.lock:
-                if not bench.lock.wait_for(lambda: len(bench.arrived) == len(bench.topics),
-                                           FRAME_TIMEOUT_S):
-                    raise RuntimeError(f"outputs missing after {FRAME_TIMEOUT_S:.0f} s: "
-                                       f"{sorted(set(bench.topics) - set(bench.arrived))}")
-                if i >= warmup:
-                    round_trip.append(max(bench.arrived.values()) - sent)
+            driver.stdin.write("frame\n")
+            driver.stdin.flush()
+            result = json.loads(_reply(driver, FRAME_TIMEOUT_S + 5))
+            if "missing" in result:
+                raise RuntimeError(f"outputs missing after {FRAME_TIMEOUT_S:.0f} s: "
+                                   f"{result['missing']}")
+            if i >= warmup:
+                reception.append(result["reception_ms"])
+                callback.append(result["callback_ms"])
         snap = bench.node.stats.snapshot()
         return {"backend": bench.node.predictor.engine.describe(),
-                "size": f"{image.shape[1]}x{image.shape[0]}",
+                "size": f"{image_size[1]}x{image_size[0]}",
                 "frames": len(snap.receipt_latency_s),
                 "pipeline": (params or {}).get("pipeline", "auto"),
                 "pipelined": bench.node.pipelined,
-                "node_receipt_to_publish_ms": _summary(snap.receipt_latency_s),
-                "node_inference_ms": _summary(snap.inference_s),
-                "driver_publish_to_last_output_ms": _summary(round_trip)}
+                "node_receipt_to_publish_ms": _summary(np.asarray(snap.receipt_latency_s) * 1e3),
+                "node_inference_ms": _summary(np.asarray(snap.inference_s) * 1e3),
+                "consumer_send_to_last_reception_ms": _summary(reception),
+                "consumer_send_to_last_callback_ms": _summary(callback)}
     finally:
+        if driver.poll() is None:
+            driver.stdin.close()  # the driver's loop ends, it shuts down
+            try:
+                driver.wait(10)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.wait()
         bench.close()
 
 
-def _wait(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the benchmark's driver and the node did not discover each other")
-        time.sleep(0.05)
-
-
-def _summary(seconds: list[float]) -> dict:
-    values = np.asarray(seconds) * 1e3
+def _summary(values_ms) -> dict:
+    values = np.asarray(values_ms, dtype=float)
     return {"median": round(float(np.median(values)), 1),
             "p90": round(float(np.percentile(values, 90)), 1)}
+
+
+if __name__ == "__main__":
+    sys.exit(driver_main())
