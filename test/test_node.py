@@ -389,7 +389,11 @@ def test_nothing_is_computed_without_subscribers(ros, checkpoint, tmp_path):
         from diagnostic_msgs.msg import DiagnosticStatus
         assert all(st.level == DiagnosticStatus.OK for st in statuses()), \
             [(st.level, st.message) for st in statuses()]
-        assert statuses()[-1].message == "idle: no output has a subscriber"
+        # a report says so when frames were skipped in its window (0.3 s: a window may
+        # also see no frame at all, which is plain "ok")
+        messages = {st.message for st in statuses()}
+        assert "idle: no output has a subscriber" in messages and \
+            messages <= {"idle: no output has a subscriber", "ok"}, messages
     finally:
         node.destroy_node()
         proc.stop()
