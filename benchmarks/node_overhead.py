@@ -2,9 +2,12 @@
 post-processing, colour views, point cloud, message building and publishing.
 
     .venv/bin/python benchmarks/node_overhead.py [--width 640 --height 480 --repeat 30]
+                                                 [--subscriber same|other]
 
 Runs the same functions the node runs, on one 640x480 frame with every output on, for the
 6-class/2-task (KITTI) and 40-class/3-task (NYUD) heads, and prints the median per stage.
+Every output has a subscriber: in this process (``same``, the default), or in a child
+process (``other``, as a navigation node is; publishing then copies into shared memory).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -22,6 +28,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from rclpy.utilities import get_rmw_implementation_identifier  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
 from hydranet_ros.engines import build_engine  # noqa: E402
@@ -32,6 +39,7 @@ from hydranet_ros.postprocess import postprocess  # noqa: E402
 from hydranet_ros.memory import keep_freed_memory  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.ros.conversions import image_to_rgb, output_message  # noqa: E402
+from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
 STAGES = ("decode", "postprocess", "outputs", "messages", "publish")
 
@@ -44,7 +52,24 @@ def frame_message(width: int, height: int) -> Image:
     return msg
 
 
-def measure(preset_name: str, width: int, height: int, repeat: int, node: Node) -> dict[str, float]:
+def listen(topics: list[str]) -> None:
+    """The child of ``--subscriber other``: every topic subscribed (taken serialised), until
+    its standard input closes."""
+    rclpy.init()
+    node = Node("hydranet_overhead_listener")
+    for topic in topics:
+        node.create_subscription(PointCloud2 if topic.endswith("points") else Image, topic,
+                                 lambda m: None, 1, raw=True)
+    closed = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+    while not closed.is_set():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
+            subscriber: str) -> dict[str, float]:
     preset = get_preset(preset_name)
     torch.manual_seed(0)
     engine = build_engine(HydraNet(preset.num_classes, preset.num_tasks).eval(), preset,
@@ -57,9 +82,16 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node) 
               if preset.num_tasks == 3 or "normals" not in spec.needs}
     publishers = {name: node.create_publisher(PointCloud2 if name == "points" else Image,
                                               f"bench/{name}", 1) for name in wanted}
-    subscriptions = [node.create_subscription(PointCloud2 if name == "points" else Image,
-                                              f"bench/{name}", lambda m: None, 1)
-                     for name in wanted]
+    topics = [f"bench/{name}" for name in wanted]
+    subscriptions, child = [], None
+    if subscriber == "same":
+        subscriptions = [node.create_subscription(PointCloud2 if t.endswith("points") else Image,
+                                                  t, lambda m: None, 1) for t in topics]
+    else:
+        child = subprocess.Popen([sys.executable, __file__, "--listen", ",".join(topics)],
+                                 stdin=subprocess.PIPE)
+    while not all(p.get_subscription_count() > 0 for p in publishers.values()):
+        time.sleep(0.05)
     settings = OutputSettings(max_depth=1e6)
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for i in range(repeat + 3):
@@ -81,6 +113,9 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node) 
         rclpy.spin_once(node, timeout_sec=0)
     for sub in subscriptions:
         node.destroy_subscription(sub)
+    if child is not None:
+        child.stdin.close()
+        child.wait()
     for pub in publishers.values():
         node.destroy_publisher(pub)
     return {stage: statistics.median(values) * 1e3 for stage, values in times.items()}
@@ -91,17 +126,25 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--subscriber", choices=("same", "other"), default="same",
+                        help="where the outputs' subscriber is: this process or a child")
+    parser.add_argument("--listen", help=argparse.SUPPRESS)  # the child of --subscriber other
     args = parser.parse_args()
+    if args.listen:
+        listen(args.listen.split(","))
+        return
     keep_freed_memory()  # as hydranet_node does
     rclpy.init()
+    configure_large_data(get_rmw_implementation_identifier())  # as the node
     node = Node("hydranet_overhead_benchmark")
     print(f"node overhead per frame at {args.width}x{args.height}, all outputs on, median of "
-          f"{args.repeat} frames (ms); {platform.processor() or platform.machine()}, "
+          f"{args.repeat} frames (ms), subscriber in {'this' if args.subscriber == 'same' else 'another'} "
+          f"process; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}")
     print(f"{'model':28s}" + "".join(f"{s:>12s}" for s in STAGES) + f"{'total':>10s}")
     for name, label in (("kitti", "6 classes, 2 tasks (kitti)"),
                         ("nyud_three", "40 classes, 3 tasks (nyud)")):
-        result = measure(name, args.width, args.height, args.repeat, node)
+        result = measure(name, args.width, args.height, args.repeat, node, args.subscriber)
         print(f"{label:28s}" + "".join(f"{result[s]:12.1f}" for s in STAGES)
               + f"{sum(result.values()):10.1f}")
     node.destroy_node()
