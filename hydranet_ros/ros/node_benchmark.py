@@ -3,11 +3,12 @@ every output published and received.
 
 hydranet_node runs in this process (its own statistics are read exactly) and nothing else
 does: a driver in a child process (``python -m hydranet_ros.ros.node_benchmark``) is the
-camera and the consumer. It publishes a 640x480 frame, waits until every output of that frame
-has arrived (subscribed raw, reliable), then sends the next, so that no queue forms. Reports
-the node's receipt-to-last-publish latency and its inference time, and the times from the
-driver's publication of the image to its reception of the last output (the DDS reader's
-timestamp) and to that output's callback, which add the transport both ways. With the driver in this process instead, its reception of about 15 MB per frame
+camera and the consumer. It publishes a frame (640x480 in ``hydranet-bench``), waits until
+every output of that frame has arrived (subscribed raw, reliable), then sends the next, so
+that no queue forms. Reports the node's receipt-to-last-publish latency and its inference
+time, and the times from the driver's publication of the image to its reception of the last
+output (the DDS reader's timestamp) and to that output's callback, which add the transport
+both ways. With the driver in this process instead, its reception of about 15 MB per frame
 took the interpreter and the DDS intra-process copies from the node's own thread.
 """
 
@@ -211,7 +212,11 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
     consumer in another process, one frame at a time."""
     namespace = f"{NAMESPACE}_{os.getpid()}"
     bench = NodeUnderTest(weights, backend, precision, device, namespace, params)
-    driver = _start_driver(namespace, list(bench.topics()), image_size)
+    try:
+        driver = _start_driver(namespace, list(bench.topics()), image_size)
+    except BaseException:
+        bench.close()
+        raise
     try:
         reply = _reply(driver, START_TIMEOUT_S)
         if reply != "ready":
