@@ -40,6 +40,11 @@ OUTPUTS = (
     OutputSpec("points", "points", frozenset({"labels", "depth"}), needs_intrinsics=True),
 )
 OUTPUT_BY_NAME = {spec.name: spec for spec in OUTPUTS}
+#: The order a frame's messages go out in: what navigation reads (labels, depth and then its
+#: camera_info, the point cloud) before the views made for people, so that a costmap gets its
+#: inputs without waiting for the colour images to be published.
+PUBLISH_ORDER = ("labels", "depth", "points", "normals", "confidence", "segmentation_color",
+                 "overlay", "depth_color", "normals_color")
 POINT_COLOR_SOURCES = ("image", "segmentation")
 
 

@@ -14,10 +14,12 @@ import_or_skip("sensor_msgs", "ROS 2 message packages are not installed (pip ins
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
+from hydranet_ros.outputs import OUTPUT_BY_NAME, PUBLISH_ORDER  # noqa: E402
 from hydranet_ros.ros import conversions  # noqa: E402
 from hydranet_ros.ros.conversions import (ImageError, camera_info_for,  # noqa: E402
-                                          camera_intrinsics, compressed_to_rgb, image_message,
-                                          image_to_rgb, pointcloud_message, takes_buffers)
+                                          camera_intrinsics, compressed_to_rgb, frame_messages,
+                                          image_message, image_to_rgb, pointcloud_message,
+                                          takes_buffers)
 from ros_harness import image_msg  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -161,6 +163,23 @@ def test_classes_that_refuse_buffers_get_copies(monkeypatch):
     monkeypatch.setattr(conversions, "takes_buffers", lambda cls: False)
     msg = image_message(Image().header, RGB)
     assert isinstance(msg.data, array_module.array) and bytes(msg.data) == RGB.tobytes()
+
+
+def test_frame_messages_come_in_publishing_order_navigation_first():
+    """Labels, depth with its camera_info and the cloud go out before the colour views, and
+    every output has its place in that order."""
+    assert sorted(PUBLISH_ORDER) == sorted(OUTPUT_BY_NAME)
+    h, w = 4, 5
+    arrays = {"normals_color": np.zeros((h, w, 3), np.uint8),
+              "overlay": np.zeros((h, w, 3), np.uint8),
+              "points": np.zeros((h, w), POINT_DTYPE), "normals": np.zeros((h, w, 3), np.float32),
+              "depth": np.ones((h, w), np.float32), "labels": np.zeros((h, w), np.uint8)}
+    info = CameraInfo(width=w, height=h)
+    messages = frame_messages(arrays, Image().header, info)
+    assert list(messages) == ["segmentation/labels", "depth/image", "depth/camera_info",
+                              "points", "normals/image", "segmentation/overlay", "normals/color"]
+    assert list(frame_messages({"depth": arrays["depth"]}, Image().header, None)) == \
+        ["depth/image"]
 
 
 def test_camera_info_checks_and_restamping():

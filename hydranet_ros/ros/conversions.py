@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
-from ..outputs import OUTPUT_BY_NAME, OUTPUTS
+from ..outputs import OUTPUT_BY_NAME, OUTPUTS, PUBLISH_ORDER
 
 #: Supported input encodings: (channels, bytes per channel).
 INPUT_ENCODINGS = {
@@ -257,11 +257,14 @@ def label_info_message(label_info_cls: type, vision_class_cls: type, class_names
 
 def frame_messages(arrays: dict[str, np.ndarray], header, info,
                    kit: MessageKit | None = None) -> dict:
-    """The messages of one frame by relative topic: every output array stamped with the
-    input's header, and depth/camera_info beside a depth image. Shared by the live node and
-    the bag tool, so both produce the same messages."""
-    messages = {OUTPUT_BY_NAME[name].topic: output_message(name, header, array, kit)
-                for name, array in arrays.items()}  # no copies: threads would cost more
-    if "depth" in arrays and info is not None:
-        messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header, kit)
+    """The messages of one frame by relative topic, in the order to publish them
+    (``outputs.PUBLISH_ORDER``): every output array stamped with the input's header, and
+    depth/camera_info right after a depth image. Shared by the live node and the bag tool, so
+    both produce the same messages. (Nothing is copied, so threads would cost more.)"""
+    messages = {}
+    for name in PUBLISH_ORDER:
+        if name in arrays:
+            messages[OUTPUT_BY_NAME[name].topic] = output_message(name, header, arrays[name], kit)
+            if name == "depth" and info is not None:
+                messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header, kit)
     return messages

@@ -8,7 +8,7 @@ every output of that frame has arrived (subscribed raw, reliable), then sends th
 that no queue forms. Reports the node's receipt-to-last-publish latency and its inference
 time, and the times from the driver's publication of the image to its reception of the last
 output (the DDS reader's timestamp) and to that output's callback, which add the transport
-both ways. With the driver in this process instead, its reception of about 15 MB per frame
+both ways, and the median reception time of each output. With the driver in this process instead, its reception of about 15 MB per frame
 took the interpreter and the DDS intra-process copies from the node's own thread.
 """
 
@@ -149,7 +149,8 @@ class Driver:
         if not self.spin_until(lambda: len(self.arrived) == len(self.topics), FRAME_TIMEOUT_S):
             return {"missing": sorted(set(self.topics) - set(self.arrived))}
         return {"reception_ms": (max(r for r, _ in self.arrived.values()) - sent) * 1e3,
-                "callback_ms": (max(c for _, c in self.arrived.values()) - sent) * 1e3}
+                "callback_ms": (max(c for _, c in self.arrived.values()) - sent) * 1e3,
+                "by_topic_ms": {t: (r - sent) * 1e3 for t, (r, _) in self.arrived.items()}}
 
 
 def driver_main(argv: list[str] | None = None) -> int:
@@ -223,6 +224,7 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
             raise RuntimeError(f"the benchmark's driver: {json.loads(reply).get('error', reply)}")
         reception: list[float] = []
         callback: list[float] = []
+        by_topic: dict[str, list[float]] = {}
         for i in range(warmup + frames):
             if i == warmup:
                 bench.node.stats.snapshot()  # start the measured window
@@ -235,6 +237,8 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
             if i >= warmup:
                 reception.append(result["reception_ms"])
                 callback.append(result["callback_ms"])
+                for topic, ms in result["by_topic_ms"].items():
+                    by_topic.setdefault(topic, []).append(ms)
         snap = bench.node.stats.snapshot()
         return {"backend": bench.node.predictor.engine.describe(),
                 "size": f"{image_size[1]}x{image_size[0]}",
@@ -244,7 +248,9 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
                 "node_receipt_to_publish_ms": _summary(np.asarray(snap.receipt_latency_s) * 1e3),
                 "node_inference_ms": _summary(np.asarray(snap.inference_s) * 1e3),
                 "consumer_send_to_last_reception_ms": _summary(reception),
-                "consumer_send_to_last_callback_ms": _summary(callback)}
+                "consumer_send_to_last_callback_ms": _summary(callback),
+                "consumer_send_to_reception_p50_ms_by_topic": {
+                    topic: _summary(values)["median"] for topic, values in by_topic.items()}}
     finally:
         if driver.poll() is None:
             driver.stdin.close()  # the driver's loop ends, it shuts down
