@@ -192,16 +192,25 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
     return _report(rate, frames, size, dds_profile, diagnostics, received, topics, reliabilities)
 
 
+#: Seconds the node's discovered topics must stay the same: its publishers are discovered
+#: one by one, so the first one seen does not mean that all are.
+TOPICS_SETTLE_S = 1.0
+
+
 def _node_topics(probe, proc, logs: Path) -> set[str]:
-    """The node's output topics (relative), once it has created its publishers."""
+    """The node's output topics (relative), once all its publishers have been discovered."""
     namespace = probe.get_namespace().rstrip("/") + "/"
     deadline = time.monotonic() + START_TIMEOUT_S
+    seen: set[str] = set()
+    since = time.monotonic()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"hydranet_node exited early; see {logs / 'hydranet_node.log'}")
         found = {name[len(namespace):] for name, _ in probe.get_topic_names_and_types()
                  if name.startswith(namespace) and probe.count_publishers(name) > 0}
-        if "segmentation/labels" in found:
+        if found != seen:
+            seen, since = found, time.monotonic()
+        elif "segmentation/labels" in found and time.monotonic() - since >= TOPICS_SETTLE_S:
             return found
         time.sleep(0.2)
     raise RuntimeError(f"hydranet_node did not start; see {logs / 'hydranet_node.log'}")
