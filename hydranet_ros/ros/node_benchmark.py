@@ -44,16 +44,6 @@ FRAME_ID = "camera_optical_frame"
 REPLY = "hydranet-bench-driver: "
 
 
-def _camera_info(width: int, height: int):
-    from sensor_msgs.msg import CameraInfo
-    f = 0.8 * width
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    info.k = [f, 0.0, width / 2, 0.0, f, height / 2, 0.0, 0.0, 1.0]
-    info.p = [f, 0.0, width / 2, 0.0, 0.0, f, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.header.frame_id = FRAME_ID
-    return info
-
-
 class NodeUnderTest:
     """hydranet_node alone in this process, spun in a thread until ``close``."""
 
@@ -101,7 +91,9 @@ class Driver:
         from std_msgs.msg import Header
 
         from ..benchmark import bench_image
+        from ..geometry import Intrinsics
         from .conversions import image_message
+        from .synthetic_camera import camera_info_message
 
         rclpy.init()
         configure_large_data(get_rmw_implementation_identifier())  # it publishes images
@@ -116,8 +108,11 @@ class Driver:
             for t in topics]
         self.image_pub = self.node.create_publisher(Image, "image", reliable)
         self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", reliable)
+        height, width = size
+        f = 0.8 * width
         self.image = image_message(Header(frame_id=FRAME_ID), bench_image(size))
-        self.info = _camera_info(size[1], size[0])
+        self.info = camera_info_message(Header(frame_id=FRAME_ID),
+                                        Intrinsics(f, f, width / 2, height / 2, width, height))
 
     def _on_output(self, topic: str, raw: bytes, info) -> None:
         if cdr_stamp(raw) == self.stamp:
