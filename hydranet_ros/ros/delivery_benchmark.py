@@ -160,7 +160,8 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
             processes["synthetic_camera"] = start(
                 "synthetic_camera", "hydranet_ros.ros.synthetic_camera",
                 {"rate": float(rate), "width": width, "height": height, "frames": frames,
-                 "held_out": "true", **(camera_params or {})}, logs, namespace, env)
+                 "held_out": "true", "wait_for_subscriber": "true", **(camera_params or {})},
+                logs, namespace, env)
             camera_log = logs / "synthetic_camera.log"
             started = time.monotonic()
             while "done" not in camera_log.read_text():

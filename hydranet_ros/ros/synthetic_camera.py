@@ -41,6 +41,9 @@ PARAMS = (
     ParamSpec("ground_truth", True, "also publish ground_truth/labels, depth and normals",
               read_only=True),
     ParamSpec("frame_id", "camera_optical_frame", "frame_id of every header", read_only=True),
+    ParamSpec("wait_for_subscriber", False, "publish nothing until the image has a subscriber "
+              "(benchmarks: no frame goes out before the node has discovered the camera)",
+              read_only=True),
     ParamSpec("reliability", "reliable", "QoS reliability of the publishers", read_only=True,
               choices=("reliable", "best_effort")),
     ParamSpec("depth", 5, "QoS history depth of the publishers (room for retransmitting large "
@@ -69,6 +72,7 @@ class SyntheticCamera(Node):
         self.held_out_step = value("held_out_step")
         self.limit, self.frame_id = value("frames"), value("frame_id")
         self.still, self.ground_truth = value("still"), value("ground_truth")
+        self.wait_for_subscriber = value("wait_for_subscriber")
         self._still_frame = None
         reliability = value("reliability")
         qos = profile(reliability, value("depth"))
@@ -96,6 +100,8 @@ class SyntheticCamera(Node):
         return self.world.frame(self.seed + k // per_street, k % per_street)
 
     def publish_frame(self) -> None:
+        if self.wait_for_subscriber and self.pubs["image"].get_subscription_count() == 0:
+            return
         if self.limit and self.count >= self.limit:
             self.timer.cancel()
             self.get_logger().info(f"published {self.count} frames, done")
