@@ -1,11 +1,14 @@
 """The node's own cost per frame, everything except the network: message conversion,
-post-processing, colour views, point cloud, message building and publishing.
+post-processing, the navigation outputs (labels, depth, point cloud), then building and
+publishing the messages while the colour views are made on the worker threads.
 
     .venv/bin/python benchmarks/node_overhead.py [--width 640 --height 480 --repeat 30]
                                                  [--subscriber same|other]
 
 Runs the same functions the node runs, on one 640x480 frame with every output on, for the
-6-class/2-task (KITTI) and 40-class/3-task (NYUD) heads, and prints the median per stage.
+6-class/2-task (KITTI) and 40-class/3-task (NYUD) heads, and prints the median per stage
+and when, from the decoding on, the point cloud (the last navigation output) had been
+published.
 Every output has a subscriber: in this process (``same``, the default), or in a child
 process (``other``, as a navigation node is; publishing then copies into shared memory).
 """
@@ -34,14 +37,15 @@ from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from hydranet_ros.engines import build_engine  # noqa: E402
 from hydranet_ros.geometry import Intrinsics  # noqa: E402
 from hydranet_ros.model import HydraNet  # noqa: E402
-from hydranet_ros.outputs import OUTPUTS, OutputSettings, compute_outputs  # noqa: E402
+from hydranet_ros.outputs import (OUTPUT_BY_NAME, OUTPUTS, OutputSettings,  # noqa: E402
+                                  start_outputs)
 from hydranet_ros.postprocess import postprocess  # noqa: E402
 from hydranet_ros.memory import keep_freed_memory  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
-from hydranet_ros.ros.conversions import image_to_rgb, output_message  # noqa: E402
+from hydranet_ros.ros.conversions import frame_message_stream, image_to_rgb  # noqa: E402
 from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
-STAGES = ("decode", "postprocess", "outputs", "messages", "publish")
+STAGES = ("decode", "postprocess", "outputs", "publish")
 
 
 def frame_message(width: int, height: int) -> Image:
@@ -69,7 +73,8 @@ def listen(topics: list[str]) -> None:
 
 
 def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
-            subscriber: str) -> dict[str, float]:
+            subscriber: str) -> tuple[dict[str, float], float]:
+    """Median ms per stage, and the median ms from decoding to the point cloud published."""
     preset = get_preset(preset_name)
     torch.manual_seed(0)
     engine = build_engine(HydraNet(preset.num_classes, preset.num_tasks).eval(), preset,
@@ -83,6 +88,7 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
     publishers = {name: node.create_publisher(PointCloud2 if name == "points" else Image,
                                               f"bench/{name}", 1) for name in wanted}
     topics = [f"bench/{name}" for name in wanted]
+    by_topic = {OUTPUT_BY_NAME[name].topic: pub for name, pub in publishers.items()}
     subscriptions, child = [], None
     if subscriber == "same":
         subscriptions = [node.create_subscription(PointCloud2 if t.endswith("points") else Image,
@@ -94,22 +100,24 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
         time.sleep(0.05)
     settings = OutputSettings(max_depth=1e6)
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    navigation: list[float] = []
     for i in range(repeat + 3):
         t0 = time.perf_counter()
         rgb = image_to_rgb(msg)
         t1 = time.perf_counter()
         pred = postprocess(raw, (height, width))
         t2 = time.perf_counter()
-        arrays = compute_outputs(rgb, pred, preset, settings, wanted, intr)
+        arrays = start_outputs(rgb, pred, preset, settings, wanted, intr)
         t3 = time.perf_counter()
-        messages = {name: output_message(name, msg.header, a) for name, a in arrays.items()}
+        for topic, out in frame_message_stream(arrays, msg.header, None):
+            by_topic[topic].publish(out)
+            if topic == "points":
+                cloud_out = time.perf_counter()
         t4 = time.perf_counter()
-        for name, out in messages.items():
-            publishers[name].publish(out)
-        t5 = time.perf_counter()
         if i >= 3:  # warm-up
-            for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[stage].append(seconds)
+            navigation.append(cloud_out - t0)
         rclpy.spin_once(node, timeout_sec=0)
     for sub in subscriptions:
         node.destroy_subscription(sub)
@@ -118,7 +126,8 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
         child.wait()
     for pub in publishers.values():
         node.destroy_publisher(pub)
-    return {stage: statistics.median(values) * 1e3 for stage, values in times.items()}
+    result = {stage: statistics.median(values) * 1e3 for stage, values in times.items()}
+    return result, statistics.median(navigation) * 1e3
 
 
 def main() -> None:
@@ -141,12 +150,14 @@ def main() -> None:
           f"{args.repeat} frames (ms), subscriber in {'this' if args.subscriber == 'same' else 'another'} "
           f"process; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}")
-    print(f"{'model':28s}" + "".join(f"{s:>12s}" for s in STAGES) + f"{'total':>10s}")
+    print(f"{'model':28s}" + "".join(f"{s:>12s}" for s in STAGES) + f"{'total':>10s}"
+          + f"{'cloud out':>11s}")
     for name, label in (("kitti", "6 classes, 2 tasks (kitti)"),
                         ("nyud_three", "40 classes, 3 tasks (nyud)")):
-        result = measure(name, args.width, args.height, args.repeat, node, args.subscriber)
+        result, cloud_out = measure(name, args.width, args.height, args.repeat, node,
+                                    args.subscriber)
         print(f"{label:28s}" + "".join(f"{result[s]:12.1f}" for s in STAGES)
-              + f"{sum(result.values()):10.1f}")
+              + f"{sum(result.values()):10.1f}{cloud_out:11.1f}")
     node.destroy_node()
     rclpy.shutdown()
 

@@ -6,8 +6,9 @@ outputs asked for are computed (a colour view nobody watches costs nothing).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from .geometry import Intrinsics, point_cloud
 from .postprocess import Prediction
 from .presets import Preset
 from .visualize import colorize_depth, colorize_labels, colorize_normals, depth_range
-from .workers import run_all
+from .workers import submit
 
 
 @dataclass(frozen=True)
@@ -94,37 +95,83 @@ def overlay(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
 
 def compute_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings: OutputSettings,
                     wanted: set[str], intrinsics: Intrinsics | None = None) -> dict[str, np.ndarray]:
-    """Arrays for the wanted outputs (points only when ``intrinsics`` is given); the views
-    that take time are made concurrently, the point cloud (the largest) first."""
+    """Arrays for the wanted outputs (points only when ``intrinsics`` is given), all made."""
+    return start_outputs(rgb, pred, preset, settings, wanted, intrinsics).wait()
+
+
+def start_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings: OutputSettings,
+                  wanted: set[str], intrinsics: Intrinsics | None = None) -> FrameOutputs:
+    """The wanted outputs of a frame: the views made for people (colour images, overlay)
+    started on the worker threads, then what navigation reads (labels, depth, the point
+    cloud) made here. The node publishes in ``PUBLISH_ORDER``, so the navigation outputs go
+    out while the views are still being made instead of after them (see the README's node
+    overhead for what that changed)."""
     max_depth = effective_max_depth(preset, settings)
     depth = metric_depth(pred.depth, max_depth) if pred.depth is not None else None
-    seg_colors = None
-    if wanted & {"segmentation_color", "overlay"} or (
-            "points" in wanted and settings.pointcloud_color == "segmentation"):
-        seg_colors = colorize_labels(pred.labels, preset)
-    out: dict[str, np.ndarray] = {}
+    ready: dict[str, np.ndarray] = {}
     if "labels" in wanted:
-        out["labels"] = pred.labels
+        ready["labels"] = pred.labels
     if "confidence" in wanted and pred.confidence is not None:
-        out["confidence"] = pred.confidence
-    if "segmentation_color" in wanted:
-        out["segmentation_color"] = seg_colors
+        ready["confidence"] = pred.confidence
     if "depth" in wanted:
-        out["depth"] = depth
+        ready["depth"] = depth
     if pred.normals is not None and "normals" in wanted:
-        out["normals"] = pred.normals
-    slow: dict[str, Callable[[], np.ndarray]] = {}
-    if "points" in wanted and intrinsics is not None:
-        cloud_max = settings.pointcloud_max_depth or max_depth
-        slow["points"] = lambda: point_cloud(
-            depth, intrinsics, seg_colors if settings.pointcloud_color == "segmentation" else rgb,
-            pred.labels, settings.pointcloud_stride, cloud_max,
-            class_ids(preset, settings.pointcloud_exclude_classes), settings.pointcloud_organized)
-    if "overlay" in wanted:
-        slow["overlay"] = lambda: overlay(rgb, seg_colors, settings.overlay_alpha)
+        ready["normals"] = pred.normals
+    cloud = "points" in wanted and intrinsics is not None
+    cloud_colors = colorize_labels(pred.labels, preset) \
+        if cloud and settings.pointcloud_color == "segmentation" else None
+    # the views first: the worker threads make them while this thread makes the cloud
+    pending: dict[str, Future] = {}
+    if wanted & {"segmentation_color", "overlay"}:
+        colors = _done(cloud_colors) if cloud_colors is not None else \
+            submit(colorize_labels, pred.labels, preset)
+        if "segmentation_color" in wanted:
+            pending["segmentation_color"] = colors
+        if "overlay" in wanted:  # queued after the colours it waits for (a FIFO pool): the
+            pending["overlay"] = submit(  # colours never wait for a thread held by it
+                lambda: overlay(rgb, colors.result(), settings.overlay_alpha))
     if "depth_color" in wanted:
-        slow["depth_color"] = lambda: colorize_depth(depth, depth_range(depth, preset))
+        pending["depth_color"] = submit(lambda: colorize_depth(depth, depth_range(depth, preset)))
     if pred.normals is not None and "normals_color" in wanted:
-        slow["normals_color"] = lambda: colorize_normals(pred.normals)
-    out.update(run_all(slow))
-    return out
+        pending["normals_color"] = submit(colorize_normals, pred.normals)
+    if cloud:
+        ready["points"] = point_cloud(
+            depth, intrinsics, rgb if cloud_colors is None else cloud_colors, pred.labels,
+            settings.pointcloud_stride, settings.pointcloud_max_depth or max_depth,
+            class_ids(preset, settings.pointcloud_exclude_classes), settings.pointcloud_organized)
+    return FrameOutputs(ready, pending)
+
+
+def _done(value: np.ndarray) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+class FrameOutputs(Mapping):
+    """One frame's output arrays by name, in ``PUBLISH_ORDER``; the views may still be being
+    made on the worker threads, and reading one waits for it. A plain mapping otherwise, so
+    the bag tool, the evaluation and the node read it as they read the CUDA engines' dicts."""
+
+    def __init__(self, ready: dict[str, np.ndarray], pending: dict[str, Future]) -> None:
+        self._arrays = dict(ready)
+        self._pending = dict(pending)
+        self._names = [name for name in PUBLISH_ORDER if name in ready or name in pending]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._pending:
+            self._arrays[name] = self._pending.pop(name).result()
+        return self._arrays[name]
+
+    def __contains__(self, name: object) -> bool:  # without waiting (Mapping's would)
+        return name in self._arrays or name in self._pending
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def wait(self) -> dict[str, np.ndarray]:
+        """Every output, made."""
+        return {name: self[name] for name in self}

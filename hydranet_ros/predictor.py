@@ -19,7 +19,7 @@ from .engines.base import Log
 from .errors import HydraNetError
 from .geometry import Intrinsics
 from .model import HydraNet
-from .outputs import OutputSettings, compute_outputs, parts_needed
+from .outputs import OutputSettings, parts_needed, start_outputs
 from .postprocess import PARTS, Prediction
 from .presets import Preset, check_compatible, get_preset, preset_for_model, preset_names
 
@@ -89,7 +89,8 @@ class Predictor:
                      intrinsics: list[Intrinsics | None]) -> tuple[list[dict], float]:
         """The node's output arrays of each image (``wanted`` per image), and the seconds the
         network and its post-processing took. CUDA engines make everything on the GPU; the
-        others predict, then make the arrays on the host (``outputs.compute_outputs``)."""
+        others predict, then make the arrays on the host (``outputs.start_outputs``: the
+        views still being made when this returns, read as they finish)."""
         started = time.perf_counter()
         if self.engine.outputs_on_device:
             results = _by_network_size(images, net_sizes, lambda indices, size: self.engine.outputs(
@@ -99,7 +100,7 @@ class Predictor:
         parts = set().union(*(parts_needed(w) for w in wanted))
         predictions = self.predict_many(images, net_sizes, parts)
         network_s = time.perf_counter() - started
-        return [compute_outputs(image, pred, self.preset, settings, w, intr)
+        return [start_outputs(image, pred, self.preset, settings, w, intr)
                 for image, pred, w, intr in zip(images, predictions, wanted, intrinsics)], network_s
 
 

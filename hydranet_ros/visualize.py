@@ -52,14 +52,22 @@ def colorize_depth(depth: np.ndarray, value_range: tuple[float, float]) -> np.nd
 
 
 def colorize_normals(normals: np.ndarray) -> np.ndarray:
-    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, truncated to uint8;
-    black where a normal is NaN (a zero vector normalised: no direction).
+    """The release's encoding: R = (x+1)/2, G = (y+1)/2, B = (1-z)/2, times 255, truncated to
+    uint8; black where a normal is NaN (a zero vector normalised: no direction).
 
-    Negating z first makes one expression serve all channels: 1 - z == 1 + (-z) exactly.
+    In float32, in place: negating z first makes one expression serve all channels
+    (1 - z == 1 + (-z) exactly), and (v / 2) * 255 == v * 127.5 exactly (halving is exact),
+    so the bytes are those of the formula as written, in three passes fewer.
     """
-    flipped = normals * np.array([1.0, 1.0, -1.0], dtype=np.float32)
-    scaled = ((flipped + 1.0) / 2.0) * 255.0
-    return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)
+    scaled = np.multiply(normals, NORMAL_SIGNS)
+    np.add(scaled, np.float32(1.0), out=scaled)
+    np.multiply(scaled, np.float32(127.5), out=scaled)
+    np.fmax(scaled, np.float32(0.0), out=scaled)  # NaN -> 0
+    return scaled.astype(np.uint8)
+
+
+#: x and y as they are, z negated (the camera looks along +z; a surface facing it is blue).
+NORMAL_SIGNS = np.array([1.0, 1.0, -1.0], dtype=np.float32)
 
 
 def _titled(title: str, rgb: np.ndarray) -> np.ndarray:

@@ -13,11 +13,15 @@ from conftest import import_or_skip
 import_or_skip("sensor_msgs", "ROS 2 message packages are not installed (pip install -e .[ros])")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
-from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
-from hydranet_ros.outputs import OUTPUT_BY_NAME, PUBLISH_ORDER  # noqa: E402
+from hydranet_ros.geometry import POINT_DTYPE, Intrinsics  # noqa: E402
+from hydranet_ros.outputs import (OUTPUT_BY_NAME, PUBLISH_ORDER,  # noqa: E402
+                                  FrameOutputs, OutputSettings, start_outputs)
+from hydranet_ros.postprocess import Prediction  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.ros import conversions  # noqa: E402
 from hydranet_ros.ros.conversions import (ImageError, camera_info_for,  # noqa: E402
-                                          camera_intrinsics, compressed_to_rgb, frame_messages,
+                                          camera_intrinsics, compressed_to_rgb,
+                                          frame_message_stream, frame_messages,
                                           image_message, image_to_rgb, pointcloud_message,
                                           takes_buffers)
 from ros_harness import image_msg  # noqa: E402
@@ -180,6 +184,33 @@ def test_frame_messages_come_in_publishing_order_navigation_first():
                               "points", "normals/image", "segmentation/overlay", "normals/color"]
     assert list(frame_messages({"depth": arrays["depth"]}, Image().header, None)) == \
         ["depth/image"]
+
+
+def test_the_node_publishes_navigation_outputs_without_waiting_for_the_views(monkeypatch):
+    """frame_message_stream makes each message when it is reached: every navigation message
+    (labels, depth, its camera_info, the cloud) is out before the stream first waits for a
+    view (which the worker threads may still be making)."""
+    h, w = 6, 8
+    labels = np.zeros((h, w), np.uint8)
+    depth = np.linspace(1, 50, h * w, dtype=np.float32).reshape(h, w)
+    pred = Prediction(labels, depth, None)
+    streamed: list[str] = []
+    waited_after: list[list[str]] = []
+    real_get = FrameOutputs.__getitem__
+
+    def spy(self, name):
+        if name in self._pending:
+            waited_after.append(list(streamed))
+        return real_get(self, name)
+    wanted = {"labels", "depth", "points", "segmentation_color", "overlay", "depth_color"}
+    arrays = start_outputs(np.zeros((h, w, 3), np.uint8), pred, get_preset("kitti"),
+                           OutputSettings(), wanted, Intrinsics(10, 10, 4, 3, w, h))
+    monkeypatch.setattr(FrameOutputs, "__getitem__", spy)
+    for topic, _ in frame_message_stream(arrays, Image().header, CameraInfo(width=w, height=h)):
+        streamed.append(topic)
+    assert waited_after[0] == ["segmentation/labels", "depth/image", "depth/camera_info", "points"]
+    assert len(waited_after) == 3  # each view waited for once
+    assert streamed[4:] == ["segmentation/color", "segmentation/overlay", "depth/color"]
 
 
 def test_camera_info_checks_and_restamping():

@@ -119,6 +119,16 @@ def test_normal_colours():
     assert colorize_normals(normals).tolist() == [[[127, 127, 255], [255, 127, 127], [127, 0, 127]]]
 
 
+def test_normal_colours_are_the_formula_as_written_bit_for_bit():
+    """The in-place arithmetic gives the bytes of ((n * (1, 1, -1) + 1) / 2) * 255 truncated,
+    over a dense sweep of every component value a unit vector (and rounding) can have."""
+    values = np.linspace(-1.0001, 1.0001, 3 * 400_000, dtype=np.float32).reshape(-1, 1, 3)
+    flipped = values * np.array([1.0, 1.0, -1.0], dtype=np.float32)
+    expected = (((flipped + np.float32(1.0)) / np.float32(2.0)) * np.float32(255.0)).astype(np.uint8)
+    assert np.array_equal(colorize_normals(values), expected)
+    assert colorize_normals(values).dtype == np.uint8
+
+
 def test_a_normal_without_direction_is_black_without_a_warning():
     """A zero vector normalised is NaN (as in the release); its colour is black, not an
     invalid cast with a RuntimeWarning on every run of a fresh model."""

@@ -8,11 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from hydranet_ros import outputs as outputs_module
 from hydranet_ros.errors import HydraNetError
 from hydranet_ros.geometry import Intrinsics
 from hydranet_ros.latest import LatestSlots
 from hydranet_ros.outputs import (OutputSettings, compute_outputs, metric_depth, overlay,
-                                  parts_needed)
+                                  parts_needed, start_outputs)
 from hydranet_ros.postprocess import Prediction
 from hydranet_ros.predictor import inference_size
 from hydranet_ros.presets import get_preset
@@ -132,6 +133,42 @@ def test_compute_only_what_is_wanted():
     settings = OutputSettings(pointcloud_exclude_classes=("unicorn",))
     with pytest.raises(HydraNetError, match="unknown class name"):
         compute_outputs(rgb, prediction(), preset, settings, {"points"}, intr)
+
+
+def test_navigation_outputs_do_not_wait_for_the_views(monkeypatch):
+    """start_outputs returns with labels, depth and the cloud made while a view is still
+    being made on a worker thread; reading the view waits for it; the arrays are those of
+    compute_outputs, and a cloud coloured by class makes the class colours only once."""
+    release = threading.Event()
+    made: list[str] = []
+    real_normals, real_labels = outputs_module.colorize_normals, outputs_module.colorize_labels
+
+    def slow_normals(normals):
+        assert release.wait(10), "the test never released the view"
+        return real_normals(normals)
+    monkeypatch.setattr(outputs_module, "colorize_normals", slow_normals)
+    monkeypatch.setattr(outputs_module, "colorize_labels",
+                        lambda *a: made.append("colorize_labels") or real_labels(*a))
+    preset = get_preset("kitti")
+    rgb = np.full((6, 8, 3), 200, np.uint8)
+    intr = Intrinsics(10, 10, 4, 3, 8, 6)
+    everything = {"labels", "segmentation_color", "overlay", "depth", "depth_color", "normals",
+                  "normals_color", "points"}
+    out = start_outputs(rgb, prediction(), preset, OutputSettings(), everything, intr)
+    assert not release.is_set() and out["points"].shape == (6, 8)  # made, the view still not
+    assert list(out) == ["labels", "depth", "points", "normals", "segmentation_color",
+                         "overlay", "depth_color", "normals_color"]  # publishing order
+    assert "normals_color" in out and "confidence" not in out and len(out) == 8
+    release.set()
+    expected = compute_outputs(rgb, prediction(), preset, OutputSettings(), everything, intr)
+    assert all(np.array_equal(out[n], expected[n], equal_nan=n == "depth")
+               for n in expected if n != "points")
+    assert out["points"].tobytes() == expected["points"].tobytes()
+    made.clear()
+    out = start_outputs(rgb, prediction(), preset,
+                        OutputSettings(pointcloud_color="segmentation"), everything, intr)
+    out.wait()
+    assert made == ["colorize_labels"]  # for the cloud, reused by both views
 
 
 def test_overlay_and_metric_depth():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array as std_array
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Callable, Iterable
@@ -255,16 +256,23 @@ def label_info_message(label_info_cls: type, vision_class_cls: type, class_names
         vision_class_cls(class_id=i, class_name=name) for i, name in enumerate(class_names)])
 
 
-def frame_messages(arrays: dict[str, np.ndarray], header, info,
+def frame_messages(arrays: Mapping[str, np.ndarray], header, info,
                    kit: MessageKit | None = None) -> dict:
-    """The messages of one frame by relative topic, in the order to publish them
+    """The messages of one frame by relative topic, in the order to publish them (the bag
+    tool's form of ``frame_message_stream``)."""
+    return dict(frame_message_stream(arrays, header, info, kit))
+
+
+def frame_message_stream(arrays: Mapping[str, np.ndarray], header, info,
+                         kit: MessageKit | None = None) -> Iterator[tuple[str, object]]:
+    """(relative topic, message) of one frame in the order to publish them
     (``outputs.PUBLISH_ORDER``): every output array stamped with the input's header, and
-    depth/camera_info right after a depth image. Shared by the live node and the bag tool, so
-    both produce the same messages. (Nothing is copied, so threads would cost more.)"""
-    messages = {}
+    depth/camera_info right after a depth image. Each message is made when it is reached, so
+    the node publishes the navigation outputs while the views of ``outputs.start_outputs``
+    are still being made. Shared by the live node and the bag tool, so both produce the same
+    messages. (Nothing is copied, so threads would cost more.)"""
     for name in PUBLISH_ORDER:
         if name in arrays:
-            messages[OUTPUT_BY_NAME[name].topic] = output_message(name, header, arrays[name], kit)
+            yield OUTPUT_BY_NAME[name].topic, output_message(name, header, arrays[name], kit)
             if name == "depth" and info is not None:
-                messages[DEPTH_INFO_TOPIC] = camera_info_for(info, header, kit)
-    return messages
+                yield DEPTH_INFO_TOPIC, camera_info_for(info, header, kit)

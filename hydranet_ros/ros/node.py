@@ -38,7 +38,7 @@ from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
-                          frame_messages, image_to_rgb, label_info_message, output_topic_types)
+                          frame_message_stream, image_to_rgb, label_info_message, output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
@@ -344,11 +344,10 @@ class HydraNetNode(Node):
 
     def _publish(self, job: Job, arrays: dict, inference_s: float) -> None:
         header = job.frame.msg.header
-        messages = frame_messages(arrays, header, job.info)
         if self._stopping.is_set():
             return  # shutting down: publish all of a frame or nothing
-        with self._output_lock:
-            for topic, out_msg in messages.items():
+        with self._output_lock:  # each message made as it is reached: navigation's first
+            for topic, out_msg in frame_message_stream(arrays, header, job.info):
                 publisher = job.camera.publishers.get(topic)
                 if publisher is not None:
                     publisher.publish(out_msg)
