@@ -16,4 +16,3 @@ _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hydranet-wor
 
 def submit(fn: Callable[..., T], *args) -> Future:
     return _POOL.submit(fn, *args)
-

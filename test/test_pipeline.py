@@ -124,7 +124,8 @@ def test_normal_colours_are_the_formula_as_written_bit_for_bit():
     over a dense sweep of every component value a unit vector (and rounding) can have."""
     values = np.linspace(-1.0001, 1.0001, 3 * 400_000, dtype=np.float32).reshape(-1, 1, 3)
     flipped = values * np.array([1.0, 1.0, -1.0], dtype=np.float32)
-    expected = (((flipped + np.float32(1.0)) / np.float32(2.0)) * np.float32(255.0)).astype(np.uint8)
+    one, two, full = np.float32(1.0), np.float32(2.0), np.float32(255.0)
+    expected = (((flipped + one) / two) * full).astype(np.uint8)
     assert np.array_equal(colorize_normals(values), expected)
     assert colorize_normals(values).dtype == np.uint8
 

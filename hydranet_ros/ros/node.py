@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -38,7 +39,8 @@ from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
-                          frame_message_stream, image_to_rgb, label_info_message, output_topic_types)
+                          frame_message_stream, image_to_rgb, label_info_message,
+                          output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
@@ -342,7 +344,8 @@ class HydraNetNode(Node):
             except queue.Full:
                 continue
 
-    def _publish(self, job: Job, arrays: dict, inference_s: float) -> None:
+    def _publish(self, job: Job, arrays: Mapping[str, np.ndarray],
+                 inference_s: float) -> None:
         header = job.frame.msg.header
         if self._stopping.is_set():
             return  # shutting down: publish all of a frame or nothing
