@@ -4,8 +4,12 @@ at full resolution (``engine.predict``), and every node output (``engine.outputs
 node runs per frame), with the reference backend measured in the same run.
 
     python benchmarks/cuda_graphs.py [--size 480x640] [--runs 50] [--out cuda_graphs.json]
+                                     [--profile]
 
-Needs a CUDA device; prints a table (median and p90 in ms) and writes JSON.
+Needs a CUDA device; prints a table (median and p90 in ms) and writes JSON. ``--profile`` then
+shows where the time of fp16 graphs goes, kernel by kernel: a batch of 8 cameras through
+``engine.predict`` at the size given, and the network alone at 1280x720 (the two cases furthest
+from their goals in the last GPU run).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,8 @@ def main() -> int:
     parser.add_argument("--size", default="480x640", help="HEIGHTxWIDTH")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("cuda_graphs.json"))
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the kernels fp16 graphs spend their time in")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("cuda_graphs.py: no CUDA device", file=sys.stderr)
@@ -83,7 +90,35 @@ def main() -> int:
               "columns": "median / p90 ms: network | predict (every part) | outputs (every "
                          "node output) | frames/s of 8 and 16 cameras batched", "rows": rows}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.profile:
+        engine = dict(engines)["torch fp16 graphs"]
+        cameras = [bench_image((height, width), seed) for seed in range(8)]
+        print(kernel_profile(f"8 cameras at {width}x{height}, engine.predict, every part",
+                             lambda: engine.predict(cameras, (height, width), PARTS)))
+        large = bench_image((720, 1280))
+        print(kernel_profile("the network alone at 1280x720, engine.infer",
+                             lambda: engine.infer(large[None])))
     return 0
+
+
+def kernel_profile(title: str, call, runs: int = 10, rows: int = 15) -> str:
+    """Where ``call``'s time goes on the GPU: its wall time against the device time its
+    kernels and copies take, and the kernels that take most of it (once warmed up, so that
+    plans are made and graphs captured outside the profile)."""
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(3):
+        call()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(runs):
+            call()
+        wall_ms = (time.perf_counter() - start) * 1e3 / runs
+    events = prof.key_averages()
+    device_ms = sum(e.self_device_time_total for e in events) / 1e3 / runs
+    return (f"\n{title}: {wall_ms:.2f} ms per call (under the profiler), device time "
+            f"{device_ms:.2f} ms per call; kernels by device time over {runs} calls:\n"
+            + events.table(sort_by="self_device_time_total", row_limit=rows))
 
 
 if __name__ == "__main__":
