@@ -4,6 +4,15 @@ glibc returns every large allocation (above ~128 KiB, i.e. every image-sized arr
 kernel when it is freed, so each frame page-faults its buffers in again; at 640x480 that was
 most of the normals' post-processing time (8 ms, 1.6 ms with this). Raising malloc's mmap
 and trim thresholds keeps those pages mapped and reused. A no-op where malloc is not glibc's.
+
+Subscribers pay the same way: every message a process receives is a fresh allocation (the
+DDS sample, the deserialised message), so a subscriber of 640x480 point clouds page-faults
+6 MB in per message. In a Python subscriber in another process that took the callback from
+about 3 ms after the stamp (when the DDS reader had the sample) to about 13 ms; with the
+same settings about 5 ms (``python -m hydranet_ros.ros.subscriber_memory``). Every node of
+this package keeps freed memory (``lifecycle.run_node``); processes it starts but does not
+run Python in (RViz), and subscribers anywhere, get the settings from the environment
+(``malloc_tunables``: glibc reads ``GLIBC_TUNABLES`` when the process starts).
 """
 
 from __future__ import annotations
@@ -18,6 +27,12 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 TOP_PAD = 64 << 20
+#: The environment variable glibc reads its malloc settings from, at process start.
+TUNABLES_VARIABLE = "GLIBC_TUNABLES"
+#: The settings above by their tunable names (glibc 2.26 and later).
+TUNABLES = {"glibc.malloc.mmap_threshold": MMAP_THRESHOLD,
+            "glibc.malloc.trim_threshold": TRIM_THRESHOLD,
+            "glibc.malloc.top_pad": TOP_PAD}
 
 
 def keep_freed_memory() -> bool:
@@ -34,3 +49,13 @@ def keep_freed_memory() -> bool:
     results = [mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                mallopt(M_TOP_PAD, TOP_PAD)]
     return all(r == 1 for r in results)
+
+
+def malloc_tunables(existing: str = "") -> str:
+    """A ``GLIBC_TUNABLES`` value with this module's settings, for a process started with it
+    (RViz, a navigation node subscribing to the point cloud). Entries of ``existing`` (the
+    user's own value) are kept, and win where they name the same tunable."""
+    entries = [e for e in existing.split(":") if e]
+    named = {e.split("=", 1)[0] for e in entries}
+    return ":".join(entries + [f"{name}={value}" for name, value in TUNABLES.items()
+                               if name not in named])

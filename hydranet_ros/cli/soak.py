@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import HydraNetError
+from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..ros.processes import start, stop
 from .common import add_engine_arguments, fresh_folder, node_engine_parameters, run_main
@@ -60,6 +61,7 @@ class Listener:
 
         from ..ros.conversions import output_topic_types
         self._deserialize, self._Image = deserialize_message, Image
+        keep_freed_memory()  # a subscriber of large samples, set up as the README advises
         self.node = rclpy.create_node("hydranet_soak_listener", namespace=NAMESPACE)
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.latencies: list[tuple[float, float]] = []  # (monotonic receipt, seconds)

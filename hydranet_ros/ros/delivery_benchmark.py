@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..memory import keep_freed_memory
 from ..outputs import OUTPUTS
 from .diagnostics import LONG_RUN_KEY
 from .processes import start, stop
@@ -62,6 +63,7 @@ class Consumer:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+        keep_freed_memory()  # a subscriber of large samples, set up as the README advises
         self.node = rclpy.create_node("hydranet_delivery_consumer", namespace=namespace)
         self.received = Received()
         self.diagnostics: dict[str, str] = {}

@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.utilities import get_rmw_implementation_identifier
 
 from ..errors import HydraNetError
+from ..memory import keep_freed_memory
 from .transport import configure_large_data
 
 
@@ -36,7 +37,10 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
 
     ``large_data``: the node publishes large samples, so its DDS participant gets the
     large-data transport (see ``transport.py``); the log says which transport is in effect.
+    Every node keeps freed memory (``memory.py``): each image or cloud it receives or
+    publishes is a buffer of that size, which would otherwise be page-faulted in again.
     """
+    keep_freed_memory()
     rclpy.init(args=args)
     transport = configure_large_data(get_rmw_implementation_identifier()) if large_data else None
     try:

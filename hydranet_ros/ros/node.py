@@ -32,7 +32,6 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from ..errors import HydraNetError
 from ..geometry import Intrinsics
 from ..latest import LatestSlots
-from ..memory import keep_freed_memory
 from ..outputs import (OUTPUTS, OutputSettings, class_ids)
 from ..postprocess import prepare as prepare_postprocess
 from ..predictor import Predictor, inference_size
@@ -415,7 +414,6 @@ def create_node() -> HydraNetNode:
 
 
 def main(args: list[str] | None = None) -> int:
-    keep_freed_memory()
     return run_node(create_node, NODE_NAME, args, on_exit=HydraNetNode.stop, large_data=True)
 
 

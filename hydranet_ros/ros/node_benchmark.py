@@ -30,6 +30,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.utilities import get_rmw_implementation_identifier
 
+from ..memory import keep_freed_memory
 from ..outputs import OUTPUTS
 from .conversions import output_topic_types
 from .delivery_benchmark import cdr_stamp
@@ -95,6 +96,7 @@ class Driver:
         from .conversions import image_message
         from .synthetic_camera import camera_info_message
 
+        keep_freed_memory()  # a subscriber of large samples, set up as the README advises
         rclpy.init()
         configure_large_data(get_rmw_implementation_identifier())  # it publishes images
         self.node = rclpy.create_node("hydranet_bench_driver", namespace=namespace)
