@@ -5,14 +5,14 @@ kernel when it is freed, so each frame page-faults its buffers in again; at 640x
 most of the normals' post-processing time (8 ms, 1.6 ms with this). Raising malloc's mmap
 and trim thresholds keeps those pages mapped and reused. A no-op where malloc is not glibc's.
 
-Subscribers pay the same way: every message a process receives is a fresh allocation (the
-DDS sample, the deserialised message), so a subscriber of 640x480 point clouds page-faults
-6 MB in per message. In a Python subscriber in another process that took the callback from
-about 3 ms after the stamp (when the DDS reader had the sample) to about 13 ms; with the
-same settings about 5 ms (``python -m hydranet_ros.ros.subscriber_memory``). Every node of
-this package keeps freed memory (``lifecycle.run_node``); processes it starts but does not
-run Python in (RViz), and subscribers anywhere, get the settings from the environment
-(``malloc_tunables``: glibc reads ``GLIBC_TUNABLES`` when the process starts).
+Python subscribers pay the same way: each message they take is several fresh allocations
+of its size (the deserialised C message, its Python data), so a Python subscriber of
+640x480 point clouds in another process page-faulted 4,470 pages in per message, and its
+callback ran about 13 ms after the stamp although its DDS reader had the sample after about
+3 ms; with these settings 0 pages and about 5 ms
+(``python -m hydranet_ros.ros.subscriber_memory``). Every node of this package keeps freed
+memory (``lifecycle.run_node``); other Python subscribers get the settings from their
+environment (``malloc_tunables``: glibc reads ``GLIBC_TUNABLES`` when a process starts).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def keep_freed_memory() -> bool:
 
 def malloc_tunables(existing: str = "") -> str:
     """A ``GLIBC_TUNABLES`` value with this module's settings, for a process started with it
-    (RViz, a navigation node subscribing to the point cloud). Entries of ``existing`` (the
-    user's own value) are kept, and win where they name the same tunable."""
+    (a Python node subscribing to the point cloud). Entries of ``existing`` (the user's own
+    value) are kept, and win where they name the same tunable."""
     entries = [e for e in existing.split(":") if e]
     named = {e.split("=", 1)[0] for e in entries}
     return ":".join(entries + [f"{name}={value}" for name, value in TUNABLES.items()

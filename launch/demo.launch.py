@@ -10,7 +10,6 @@ if any of the three nodes exits, the launch ends with it.
 import os
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from hydranet_ros.memory import TUNABLES_VARIABLE, malloc_tunables
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction
 from launch.events import Shutdown
@@ -57,10 +56,7 @@ def _nodes(context):
     return nodes + [Node(
         package="rviz2", executable="rviz2", name="hydranet_rviz", namespace=namespace,
         arguments=["-d", os.path.join(share, "config", "hydranet.rviz"),
-                   "-f", "camera_optical_frame"],
-        # a subscriber of clouds and images: keeps freed memory (see hydranet_ros/memory.py)
-        additional_env={TUNABLES_VARIABLE: malloc_tunables(os.environ.get(TUNABLES_VARIABLE, ""))},
-        output="screen")]
+                   "-f", "camera_optical_frame"], output="screen")]
 
 
 def generate_launch_description():

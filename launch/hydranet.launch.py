@@ -13,7 +13,6 @@ ends with it rather than leaving RViz behind.
 import os
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from hydranet_ros.memory import TUNABLES_VARIABLE, malloc_tunables
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction
 from launch.events import Shutdown
@@ -81,8 +80,6 @@ def _rviz(context):
         arguments=["-d", os.path.join(share, "config", "hydranet.rviz"),
                    "-f", LaunchConfiguration("fixed_frame")],
         remappings=[("image", LaunchConfiguration("image"))],
-        # a subscriber of clouds and images: keeps freed memory (see hydranet_ros/memory.py)
-        additional_env={TUNABLES_VARIABLE: malloc_tunables(os.environ.get(TUNABLES_VARIABLE, ""))},
         output="screen",
     )]
 

@@ -1,10 +1,9 @@
 """Freed frame buffers stay mapped: in this package's processes (mallopt), in processes started
-with ``memory.malloc_tunables()`` in their environment (RViz, a navigation node), and for a
-subscriber of point clouds in another process, over real DDS."""
+with ``memory.malloc_tunables()`` in their environment, and for a Python subscriber of point
+clouds in another process, over real DDS."""
 
 from __future__ import annotations
 
-import ast
 import os
 import platform
 import subprocess
@@ -65,23 +64,6 @@ def test_freed_buffers_are_not_faulted_in_again():
     assert default >= 10
     for mode in ("mallopt", "tunables"):
         assert faults_per_round(mode) <= 0.05 * default + 2, mode
-
-
-@pytest.mark.parametrize("name", ["hydranet.launch.py", "demo.launch.py"])
-def test_rviz_is_started_keeping_freed_memory(name):
-    """RViz subscribes to the clouds and images: it gets the tunables in its environment,
-    added to the user's own."""
-    tree = ast.parse((REPO / "launch" / name).read_text())
-    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", None) == "Node"
-             and any(k.arg == "executable" and getattr(k.value, "value", None) == "rviz2"
-                     for k in n.keywords)]
-    assert len(nodes) == 1
-    env = next(k.value for k in nodes[0].keywords if k.arg == "additional_env")
-    assert isinstance(env, ast.Dict) and getattr(env.keys[0], "id", None) == "TUNABLES_VARIABLE"
-    call = env.values[0]
-    assert getattr(call.func, "id", None) == "malloc_tunables"
-    assert "os.environ.get(TUNABLES_VARIABLE" in ast.unparse(call)
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc malloc's")

@@ -90,7 +90,6 @@ def measure(tuned: bool, frames: int = 40, rate: float = 10.0,
 def publish(tuned: bool, frames: int, rate: float, size: tuple[int, int]) -> dict:
     """The publishing process's side of ``measure``."""
     import rclpy
-    from rclpy.context import Context
     from rclpy.utilities import get_rmw_implementation_identifier
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
@@ -107,11 +106,10 @@ def publish(tuned: bool, frames: int, rate: float, size: tuple[int, int]) -> dic
     child = subprocess.Popen([sys.executable, "-m", MODULE, "--listen", str(frames),
                               "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True,
                              env={**env, "PYTHONUNBUFFERED": "1"})
-    context = Context()
-    rclpy.init(context=context)
+    rclpy.init()
     try:
         configure_large_data(get_rmw_implementation_identifier())
-        node = rclpy.create_node("hydranet_subscriber_memory_publisher", context=context)
+        node = rclpy.create_node("hydranet_subscriber_memory_publisher")
         publisher = node.create_publisher(PointCloud2, TOPIC, profile("reliable", 1))
         if not any(line.strip() == REPLY + "ready" for line in child.stdout):
             raise RuntimeError(f"the subscriber process ended before it was ready "
@@ -136,7 +134,7 @@ def publish(tuned: bool, frames: int, rate: float, size: tuple[int, int]) -> dic
         if child.poll() is None:
             child.kill()
             child.wait()
-        rclpy.try_shutdown(context=context)
+        rclpy.try_shutdown()
     reply = next((line[len(REPLY):] for line in out.splitlines() if line.startswith(REPLY)), None)
     if reply is None:
         raise RuntimeError(f"the subscriber process ended without a reply (exit {child.returncode})")
