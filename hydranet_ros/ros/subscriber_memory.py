@@ -4,7 +4,7 @@ without keeping freed memory (``memory.py``).
 One process publishes the node's organized point cloud (640x480: 6 MB) the way
 hydranet_node does (reliable, depth 1, the large-data transport, freed memory kept); another
 subscribes best-effort and takes each cloud deserialised, as a Python navigation node
-would. Per message the child records when its DDS reader had the sample and when its
+would. Per message the subscriber records when its DDS reader had the sample and when its
 callback ran (both after the stamp), and how many pages the process faulted in. Run once
 with glibc's default malloc in the subscriber and once with ``memory.malloc_tunables()`` in
 its environment.
