@@ -10,7 +10,9 @@
 #   bash benchmarks/gpu_check.sh OUT_DIR [quick]
 # A device call runs at most 600 s, so the steps share BUDGET seconds (default 500, set-up
 # included), most important first; each step's output is written as it comes, and a step
-# that no longer fits is skipped with a line saying so.
+# that no longer fits is skipped with a line saying so. OUT gets at most 8 files (what a
+# device call brings back): steps.txt (machine, steps), tests.txt, bench.txt, bench.json,
+# peak.txt, cuda_graphs.txt, errors.txt.
 set -uo pipefail
 OUT=${1:-gpu_out}
 QUICK=${2:-}
@@ -39,9 +41,9 @@ step() {
 }
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
-  df -h /dev/shm | tail -1; } 2>&1 | tee "$OUT/gpu.txt"
+  df -h /dev/shm | tail -1; } 2>&1 | tee "$OUT/steps.txt"
 if [ -z "$QUICK" ]; then
-  SIZES=480x640,720x1280 RUNS=50 CAMS=1,2,4,8,16 FRAMES=50 SECONDS_PER_RATE=4 RATES=30,60,90,120,180
+  SIZES=480x640,720x1280 RUNS=50 CAMS=1,2,4,8,16 FRAMES=50 SECONDS_PER_RATE=4 RATES=30,60,90,120
 else
   SIZES=480x640 RUNS=20 CAMS=8 FRAMES=30 SECONDS_PER_RATE=3 RATES=60
 fi
@@ -50,17 +52,22 @@ BENCH=(/tmp/v/bin/hydranet-bench --device "$DEVICE" --delivery-rates '' --accura
 
 step tests 170 300 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_frame_graph.py \
     test/test_engines.py test/test_device_outputs.py test/test_pipeline.py 2>&1 \
-    | grep -v "^SKIPPED" | tail -30 | tee "$OUT/tests.txt"
+    | tail -40 | tee "$OUT/tests.txt"
 # the acceptance figures: engines, cameras, the node end to end (one frame at a time)
 step bench 200 110 "${BENCH[@]}" --sizes $SIZES --runs $RUNS --cameras $CAMS \
-    --node-frames $FRAMES --peak-rates '' --pipeline both --out "$OUT/bench" \
-    2>"$OUT/bench_err.txt" | tee "$OUT/bench.txt"
-# the node's peak rate, as a subscriber in another process sees it
+    --node-frames $FRAMES --peak-rates '' --pipeline both --out /tmp/gpu_check_bench \
+    2>/tmp/gpu_check_bench.err | tee "$OUT/bench.txt"
+cp /tmp/gpu_check_bench/bench.json "$OUT/" 2>/dev/null
+# the node's peak rate, as a subscriber in another process sees it (pipelined, as 'auto' runs
+# GPU engines; both settings did not fit in one run)
 step peak 150 40 "${BENCH[@]}" --sizes 480x640 --runs 5 --cameras '' --node-frames 0 \
-    --peak-rates $RATES --peak-seconds $SECONDS_PER_RATE --pipeline both --out "$OUT/peak" \
-    2>"$OUT/peak_err.txt" | tee "$OUT/peak.txt"
+    --peak-rates $RATES --peak-seconds $SECONDS_PER_RATE --pipeline auto \
+    --out /tmp/gpu_check_peak 2>/tmp/gpu_check_peak.err | tee "$OUT/peak.txt"
 # eager against graphs per precision, and where a batch of 8 cameras spends its time
 [ "$DEVICE" = cpu ] || step cuda_graphs 120 0 $PY benchmarks/cuda_graphs.py --runs 30 --profile \
-    --out "$OUT/cuda_graphs.json" 2>&1 | tee "$OUT/cuda_graphs.txt"
-grep -ihE "error|warn|Traceback" "$OUT/bench_err.txt" "$OUT/peak_err.txt" 2>/dev/null | head -5
+    --out /tmp/gpu_check_graphs.json 2>&1 | tee "$OUT/cuda_graphs.txt"
+tr '\r' '\n' </tmp/gpu_check_bench.err | grep -ihE -A12 "error|warn|Traceback" | head -40 \
+    >"$OUT/errors.txt"
+tr '\r' '\n' </tmp/gpu_check_peak.err | grep -ihE -A12 "error|warn|Traceback" | head -40 \
+    >>"$OUT/errors.txt"
 echo "gpu_check: done in $SECONDS s of a $BUDGET s budget" | tee -a "$OUT/steps.txt"
