@@ -3,8 +3,10 @@
 # ../shared/tools/gpu/README.md says (the ROS 2 wheels in .whl/): the CUDA tests,
 # hydranet-bench --device cuda (engines at 640x480 and 1280x720, cameras batched, the node end
 # to end, then its peak rate), and the CUDA graph comparison with a kernel profile.
-# For the compiled labels on that machine, add numba's wheels to .whl/ beside the ROS ones
-# (without them the host post-processing falls back to OpenCV and says so once):
+# numba's wheels (the compiled labels of the host post-processing) can go in .whl/ beside the
+# ROS ones, but llvmlite's alone is 60 MB, which takes .whl/ past the 64 MiB a device call
+# carries; without them only the reference's host post-processing falls back to OpenCV (and
+# says so once): the CUDA engine makes its outputs on the GPU.
 #   pip download --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl numba llvmlite
 #   bash benchmarks/gpu_check.sh OUT_DIR [quick]
