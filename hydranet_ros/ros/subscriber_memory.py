@@ -79,12 +79,11 @@ def measure(tuned: bool, frames: int = 40, rate: float = 10.0,
                "--frames", str(frames), "--rate", str(rate), "--size", f"{size[0]}x{size[1]}"]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           timeout=frames / rate + 2 * MATCH_TIMEOUT_S + 30)
-    reply = next((line[len(REPLY):] for line in done.stdout.splitlines()
-                  if line.startswith(REPLY)), None)
+    reply = _reply(done.stdout)
     if reply is None:
         raise RuntimeError(f"the publishing process ended without a result (exit "
                            f"{done.returncode}): {done.stderr.strip()[-500:]}")
-    return json.loads(reply)
+    return reply
 
 
 def publish(tuned: bool, frames: int, rate: float, size: tuple[int, int]) -> dict:
@@ -135,14 +134,19 @@ def publish(tuned: bool, frames: int, rate: float, size: tuple[int, int]) -> dic
             child.kill()
             child.wait()
         rclpy.try_shutdown()
-    reply = next((line[len(REPLY):] for line in out.splitlines() if line.startswith(REPLY)), None)
-    if reply is None:
+    result = _reply(out)
+    if result is None:
         raise RuntimeError(f"the subscriber process ended without a reply (exit {child.returncode})")
-    result = json.loads(reply)
     return {"tuned": tuned, "frames": frames, "received": result["received"],
             "reader_ms": _median(result["reader_ms"]),
             "callback_ms": _median(result["callback_ms"]),
             "faults_per_message": result["faults_per_message"]}
+
+
+def _reply(output: str) -> dict | None:
+    """A child's JSON reply, from the line of its output that starts with ``REPLY``."""
+    line = next((line for line in output.splitlines() if line.startswith(REPLY)), None)
+    return None if line is None else json.loads(line[len(REPLY):])
 
 
 def _median(values: list[float]) -> float | None:
@@ -159,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    height, width = (int(v) for v in args.size.split("x"))
     if args.listen is not None:
         print(REPLY + json.dumps(listen(args.listen, args.seconds)), flush=True)
         return 0
+    from ..cli.export import parse_size  # not in the subscriber: it imports torch
+    height, width = parse_size(args.size)
     if args.publish is not None:
         result = publish(args.publish == "tuned", args.frames, args.rate, (height, width))
         print(REPLY + json.dumps(result), flush=True)
