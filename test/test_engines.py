@@ -17,8 +17,7 @@ from hydranet_ros.engines import EngineError, build_engine, create_engine
 from hydranet_ros.engines import openvino_engine
 from hydranet_ros.engines.base import normalization_table, normalize_nhwc
 from hydranet_ros.engines.export import cached_export
-from hydranet_ros.engines.torch_engine import (SeparableMaxPool, TorchEngine, fold_batchnorm,
-                                               separate_max_pools)
+from hydranet_ros.engines.torch_engine import TorchEngine, fold_batchnorm
 from hydranet_ros.evaluation import held_out_frame
 from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.predictor import Predictor
@@ -217,38 +216,6 @@ def test_batch_norm_folding_keeps_the_outputs():
             # randomised deep networks amplify rounding; a wrong fold is off by O(1)
             assert (a - b).abs().max() <= 5e-3 * a.abs().max()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_batchnorm(model).modules())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_separable_max_pool_is_the_5x5_pool(dtype, layout):
-    """Same values, edges, infinities and NaNs as the release's 5x5 stride-1 pool."""
-    x = torch.randn(2, 8, 9, 13)
-    x[0, 0, 0, 0], x[0, 1, 4, 6], x[1, 2, 8, 12] = float("nan"), float("-inf"), float("inf")
-    x[1, 3] = float("-inf")  # a whole channel of -inf: padding must not leak in
-    x = x.to(dtype).contiguous(memory_format=layout)
-    pool = torch.nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
-    expected, got = pool(x), SeparableMaxPool(pool)(x)
-    assert got.dtype == expected.dtype and got.shape == expected.shape
-    assert torch.equal(expected.isnan(), got.isnan())
-    assert torch.equal(expected.nan_to_num(0.0), got.nan_to_num(0.0))
-
-
-def test_the_network_with_separable_pools_is_the_same_network():
-    model = make_model(40, 3, seed=5)
-    separated = separate_max_pools(fold_batchnorm(model))
-    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in separated.modules())
-    assert sum(isinstance(m, SeparableMaxPool) for m in separated.modules()) == 4  # the CRPs
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        for a, b in zip(fold_batchnorm(model)(x), separated(x)):
-            assert torch.equal(a, b)
-    # only square, stride-1 pools are rewritten; on the CPU the engine keeps the 5x5 pool,
-    # which measured faster there
-    strided = torch.nn.Sequential(torch.nn.MaxPool2d(3, stride=2), torch.nn.MaxPool2d((3, 5), 1))
-    assert all(isinstance(m, torch.nn.MaxPool2d) for m in separate_max_pools(strided))
-    cpu = TorchEngine(model, get_preset("nyud_three"), torch.device("cpu"))
-    assert not any(isinstance(m, SeparableMaxPool) for m in cpu.model.modules())
 
 
 def test_normalisation_table_is_the_release_arithmetic():

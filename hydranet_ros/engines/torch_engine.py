@@ -28,6 +28,7 @@ from ..postprocess import CONFIDENCE, Prediction, label_dtype
 from ..presets import Preset
 from .base import Engine, EngineError, Log, check_batch, normalize_nhwc
 from .frame_graph import FrameGraphs
+from .max_pool import measured_max_pools
 
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -44,40 +45,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
                 setattr(module, bn_name, nn.Identity())
     return folded
-
-
-class SeparableMaxPool(nn.Module):
-    """A k x k, stride-1 max-pool as a 1 x k pool followed by a k x 1 pool. The values are the
-    same (a maximum over a square window is the maximum of its rows' maxima, and both pools pad
-    with -inf), but each output reads 2k inputs instead of k squared: the 5x5 pools of the
-    chained residual pooling were the largest share of the network's time on an H200."""
-
-    def __init__(self, pool: nn.MaxPool2d) -> None:
-        super().__init__()
-        self.kernel = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
-        self.padding = pool.padding if isinstance(pool.padding, int) else pool.padding[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, p = self.kernel, self.padding
-        return F.max_pool2d(F.max_pool2d(x, (1, k), 1, (0, p)), (k, 1), 1, (p, 0))
-
-
-def separate_max_pools(model: nn.Module) -> nn.Module:
-    """``model`` with every square, stride-1 max-pool made separable (in place)."""
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.MaxPool2d) and _separable(child):
-                setattr(module, name, SeparableMaxPool(child))
-    return model
-
-
-def _separable(pool: nn.MaxPool2d) -> bool:
-    def square(value) -> bool:
-        return isinstance(value, int) or len(set(value)) == 1
-    stride = pool.stride if isinstance(pool.stride, int) else max(pool.stride)
-    return (square(pool.kernel_size) and square(pool.padding) and stride == 1
-            and pool.dilation in (1, (1, 1)) and not pool.ceil_mode
-            and not pool.return_indices)
 
 
 class TorchEngine(Engine):
@@ -101,9 +68,7 @@ class TorchEngine(Engine):
         #: fp16/bf16 on CUDA: the folded model's weights converted, activations in that type
         self.dtype = WEIGHT_DTYPES[precision]
         if optimize:
-            model = fold_batchnorm(model).to(memory_format=torch.channels_last)
-            if device.type == "cuda":  # on a CPU the 5x5 pool is the faster (23 vs 30 ms)
-                separate_max_pools(model)
+            model = measured_max_pools(fold_batchnorm(model).to(memory_format=torch.channels_last))
         self.model = model.to(device=device, dtype=self.dtype)
         self._traced: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
         self._device_outputs = None  # made on first use (device_outputs.DeviceOutputs)
@@ -124,6 +89,7 @@ class TorchEngine(Engine):
         """The model traced and frozen for this input shape (once), eager if tracing fails."""
         key = tuple(x.shape)
         if key not in self._traced:
+            self.model(x)  # eagerly once: the max-pools time their methods (not in the trace)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
