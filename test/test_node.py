@@ -521,18 +521,24 @@ def test_bad_cameras_parameter_is_one_error_line(ros, checkpoint, tmp_path):
     assert code == 1 and "cameras: front listed twice" in proc.log(), proc.log()
 
 
-def test_pipelined_node_publishes_whole_frames_in_stamp_order(ros, checkpoint, predictor, tmp_path):
+@pytest.mark.parametrize("threads", [0, 2])
+def test_pipelined_node_publishes_whole_frames_in_stamp_order(ros, checkpoint, predictor, tmp_path,
+                                                              threads):
     """pipeline enabled (the GPU default), here on the CPU: a burst of frames faster than the node
     runs them; every frame it publishes has every output, each output's stamps only go up,
-    the results are the core's, and it still stops cleanly."""
+    the results are the core's, and it still stops cleanly; with rclpy's publish and with
+    publish_threads sending each frame's messages side by side."""
+    namespace = f"/piped{threads}"
     proc = NodeProcess(tmp_path / "piped.log",
                        {"weights": str(checkpoint), **SAME_ENGINE, "pipeline": "enabled",
-                        "max_depth": MAX_DEPTH, "output_reliability": "reliable"},
-                       namespace="/piped")
-    probe = Probe("piped_probe", namespace="/piped")
+                        "max_depth": MAX_DEPTH, "output_reliability": "reliable",
+                        "publish_threads": threads},
+                       namespace=namespace)
+    probe = Probe("piped_probe", namespace=namespace)
     pictures = [picture(seed) for seed in range(3)]
     try:
         assert proc.wait_for_log("pipelined"), proc.log()
+        assert ("publishing: 2 thread(s)" in proc.log()) == (threads == 2), proc.log()
         assert probe.wait_connected(probe.image_pub), proc.log()
         probe.info = camera_info(WIDTH, HEIGHT)
         first = probe.exchange(probe.image_pub, lambda s: image_msg(pictures[0], "rgb8", s),

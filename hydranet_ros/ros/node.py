@@ -42,6 +42,7 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
                           output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
+from .parallel_publish import FramePublisher, unavailable
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
 
@@ -96,6 +97,7 @@ class HydraNetNode(Node):
         self._publisher: threading.Thread | None = None
         #: Pipelined: results waiting for the publishing thread (one at most).
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._sender = FramePublisher(0)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -123,7 +125,9 @@ class HydraNetNode(Node):
                     f"preset '{self.predictor.preset.name}', {engine.describe()}")
         self.cameras = {name: Camera(name) for name in names}
         self._slots = LatestSlots(tuple(names))
+        self._sender = FramePublisher(self.param("publish_threads"))
         self._open_topics()
+        self._report_sending()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self._wants_pipeline(engine):
@@ -133,6 +137,20 @@ class HydraNetNode(Node):
             self._publisher.start()
         self._worker = threading.Thread(target=self._work, name="hydranet-worker", daemon=True)
         self._worker.start()
+
+    def _report_sending(self) -> None:
+        threads = self.param("publish_threads")
+        publisher = next((p for camera in self.cameras.values()
+                          for p in camera.publishers.values()), None)
+        if threads == 0 or publisher is None:
+            return
+        reason = unavailable(publisher)
+        if reason is None:
+            self.get_logger().info(f"publishing: {threads} thread(s) send each frame's "
+                                   "messages side by side, without Python's lock")
+        else:
+            self.get_logger().warning(f"publish_threads {threads}: {reason}; publishing one "
+                                      "message after another")
 
     @property
     def pipelined(self) -> bool:
@@ -177,6 +195,7 @@ class HydraNetNode(Node):
             for camera in self.cameras.values():
                 publishers = camera.publishers
                 for topic in [t for t in publishers if t not in topics]:
+                    self._sender.forget(publishers[topic])
                     self.destroy_publisher(publishers.pop(topic))
                 for topic, msg_type in topics.items():
                     if topic not in publishers:
@@ -349,10 +368,10 @@ class HydraNetNode(Node):
         if self._stopping.is_set():
             return  # shutting down: publish all of a frame or nothing
         with self._output_lock:  # each message made as it is reached: navigation's first
-            for topic, out_msg in frame_message_stream(arrays, header, job.info):
-                publisher = job.camera.publishers.get(topic)
-                if publisher is not None:
-                    publisher.publish(out_msg)
+            publishers = job.camera.publishers
+            self._sender.publish((publishers[topic], out_msg) for topic, out_msg
+                                 in frame_message_stream(arrays, header, job.info)
+                                 if topic in publishers)
         now = self.get_clock().now()
         stamp_latency = (now.nanoseconds - _stamp_ns(header)) / 1e9
         self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)
@@ -378,6 +397,7 @@ class HydraNetNode(Node):
         for thread in (self._worker, self._publisher):
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        self._sender.close()
 
 
 def camera_names(values: list[str]) -> list[str]:
