@@ -13,8 +13,9 @@ The three give the same values bit for bit: a maximum is exact, and all of them 
   unfolded window along the rows and then along the columns; nothing but maxima is written.
 
 Which is fastest depends on the device, the dtype and the shape. So ``MaxPool`` times the
-three on the first input of each (shape, dtype, device) it meets, outside CUDA graph capture
-and tracing, and keeps the fastest for it, as ``cudnn.benchmark`` does for convolutions.
+three in turns on the first input of each (shape, dtype, device) it meets, outside CUDA graph
+capture and tracing, and keeps the fastest for it, as ``cudnn.benchmark`` does for
+convolutions.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 METHODS = ("window", "separable", "reduction")
-#: Timed runs of each method per shape (after one untimed run); the fastest run counts.
-TIMED_RUNS = 3
+#: Rounds in which each method runs once, timed (after one untimed round); a method's
+#: fastest run counts, so a burst of other work on a shared machine hits every method alike.
+TIMED_ROUNDS = 5
 
 
 def max_pool(x: torch.Tensor, kernel: int, padding: int, method: str) -> torch.Tensor:
@@ -47,19 +49,15 @@ def max_pool(x: torch.Tensor, kernel: int, padding: int, method: str) -> torch.T
 
 
 def _seconds(call: Callable[[], torch.Tensor], device: torch.device) -> float:
-    """The fastest of ``TIMED_RUNS`` runs, after one untimed run."""
+    """One run's wall time, the device synchronised before and after."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+    sync()
+    start = time.perf_counter()
     call()
-    best = float("inf")
-    for _ in range(TIMED_RUNS):
-        sync()
-        start = time.perf_counter()
-        call()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
+    sync()
+    return time.perf_counter() - start
 
 
 def _may_time(x: torch.Tensor) -> bool:
@@ -94,10 +92,15 @@ class MaxPool(nn.Module):
         return max_pool(x, self.kernel, self.padding, method)
 
     def _fastest(self, x: torch.Tensor) -> str:
-        times = {method: self.timer(lambda m=method: max_pool(x, self.kernel, self.padding, m),
-                                    x.device)
+        calls = {method: (lambda m=method: max_pool(x, self.kernel, self.padding, m))
                  for method in self.methods}
-        return min(self.methods, key=times.__getitem__)
+        for call in calls.values():
+            call()
+        best = dict.fromkeys(self.methods, float("inf"))
+        for _ in range(TIMED_ROUNDS):
+            for method, call in calls.items():
+                best[method] = min(best[method], self.timer(call, x.device))
+        return min(self.methods, key=best.__getitem__)
 
 
 def _side(value) -> int:

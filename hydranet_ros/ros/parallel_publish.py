@@ -87,11 +87,17 @@ class _Converter:
     destroy: object
 
 
-def _capsule_pointer(capsule) -> int:
+@cache
+def _capsule_functions() -> tuple:
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.argtypes, get_name.restype = [ctypes.py_object], ctypes.c_char_p
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.argtypes, get_pointer.restype = [ctypes.py_object, ctypes.c_char_p], ctypes.c_void_p
+    return get_name, get_pointer
+
+
+def _capsule_pointer(capsule) -> int:
+    get_name, get_pointer = _capsule_functions()
     pointer = get_pointer(capsule, get_name(capsule))
     if not pointer:
         raise ValueError("empty capsule")
@@ -177,7 +183,8 @@ class FramePublisher:
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="hydranet-send") \
             if threads > 0 else None
-        self._parts: dict[int, GilFreePublish | None] = {}
+        #: id(publisher) -> its GIL-free publish, or the publisher itself where there is none
+        self._parts: dict[int, GilFreePublish | object] = {}
         self._lock = threading.Lock()
 
     def parallel(self, publisher) -> bool:
@@ -189,9 +196,10 @@ class FramePublisher:
         key = id(publisher)
         with self._lock:
             parts = self._parts.get(key)
-            if parts is None or parts.publisher is not publisher:
-                parts = self._parts[key] = gil_free(publisher)
-            return parts
+            known = parts is publisher or getattr(parts, "publisher", None) is publisher
+            if not known:  # new, or a destroyed publisher's id reused
+                parts = self._parts[key] = gil_free(publisher) or publisher
+            return parts if isinstance(parts, GilFreePublish) else None
 
     def publish(self, messages: Iterable[tuple[object, object]]) -> None:
         """(publisher, message) pairs, in order; each message is made when it is reached (a
