@@ -2,7 +2,7 @@
 input shape, the fastest of three equal ways, as measured on the first input of that shape.
 
 The three give the same values bit for bit: a maximum is exact, and all of them pad with
--inf (``test_engines`` checks NaN, infinities, dtypes and layouts):
+-inf (``test/test_max_pool.py`` checks NaN, infinities, dtypes and layouts):
 
 - ``window``: PyTorch's k x k pool. On CUDA, ``max_pool2d`` always computes the int64 index
   of every maximum as well (only the CPU has a kernel without them), so it writes five
@@ -10,7 +10,7 @@ The three give the same values bit for bit: a maximum is exact, and all of them 
 - ``separable``: a 1 x k pool, then a k x 1 pool (2k reads per output instead of k
   squared; still with indices on CUDA).
 - ``reduction``: the channels-last tensor padded once with -inf, then ``amax`` over an
-  unfolded window along the rows and then along the columns; nothing but maxima is written.
+  unfolded window along the rows and then along the columns; no indices are written.
 
 Which is fastest depends on the device, the dtype and the shape. So ``MaxPool`` times the
 three in turns on the first input of each (shape, dtype, device) it meets, outside CUDA graph
