@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .engines import Engine, EngineError, build_engine
+from .engines.max_pool import chosen_methods
 from .engines.openvino_engine import cpu_supports_bf16
 from .engines.quantize import SYNTHETIC
 from .model import HydraNet
@@ -42,6 +43,8 @@ class Row:
     peak_memory_mb: float
     predict_ms: float  # median with the full-resolution post-processing (labels, depth, normals)
     runs: int
+    #: torch engines: (max-pool, input shape) pairs per method the pools chose (max_pool.py)
+    pools: dict[str, int] = field(default_factory=dict)
 
 
 def cases(device: torch.device) -> list[tuple[str, str]]:
@@ -149,8 +152,18 @@ def bench_engines(model: HydraNet, preset: Preset, device: torch.device,
                             round(median * 1e3, 1), round(float(np.percentile(network, 90)) * 1e3, 1),
                             round(1 / median, 1),
                             round(baseline_ms / (median * 1e3), 2) if baseline_ms else float("nan"),
-                            round(peak, 0), round(float(np.median(predict)) * 1e3, 1), len(network)))
+                            round(peak, 0), round(float(np.median(predict)) * 1e3, 1), len(network),
+                            chosen_methods(engine.model) if hasattr(engine, "model") else {}))
     return rows
+
+
+def format_pools(rows: list[Row]) -> str:
+    """Which max-pool methods the torch engines chose, per row; empty if none chose."""
+    lines = [f"  {r.backend} {r.precision} {r.size}: "
+             + ", ".join(f"{method} {count}" for method, count in sorted(r.pools.items()))
+             for r in rows if r.pools]
+    return "max-pool methods the engines measured fastest ((pool, shape) pairs):\n" + \
+        "\n".join(lines) if lines else ""
 
 
 def in_turns(engines: dict[str, Engine], size: tuple[int, int], rounds: int) -> dict[str, dict]:

@@ -34,6 +34,12 @@ def test_bench_writes_table_json_and_chart(tmp_path):
         # (medians are rounded to 0.1 ms, speed-ups to 0.01: a few per cent apart at 96x64)
         assert row["speedup"] == pytest.approx(rows[0]["median_ms"] / row["median_ms"], rel=0.08)
     assert {r["size"] for r in rows} == {"96x64"}
+    # the torch engine's max-pools chose a method for each of their 4 shapes; the reference
+    # keeps the release's pool
+    torch_rows = [r for r in rows if r["backend"] == "torch"]
+    assert torch_rows and all(sum(r["pools"].values()) == 4 for r in torch_rows), torch_rows
+    assert all(not r["pools"] for r in rows if r["backend"] == "reference")
+    assert "max-pool methods the engines measured fastest" in done.stdout
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_memory_mb"] > 0
                for r in rows)
     ran = {r["precision"] for r in rows if r["backend"] == "openvino"}

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from .. import weights as weights_mod
 from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines,
-                         cases, format_accuracy, format_int8_share, format_table, int8_share,
-                         rows_as_dicts, write_chart)
+                         cases, format_accuracy, format_int8_share, format_pools, format_table,
+                         int8_share, rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
 from ..engines import auto_order, build_engine, default_precision, select_device
 from ..engines.quantize import SYNTHETIC
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=len(sizes) * len(cases(device)), unit="case", file=sys.stderr) as bar:
         rows = bench_engines(model, preset, device, sizes, runs=args.runs, progress=bar, warn=note)
     print(format_table(rows))
+    if pools := format_pools(rows):
+        print(f"\n{pools}")
     shares = int8_shares(rows, model, preset, sizes, note)
     if args.accuracy_frames > 0 and device.type == "cpu":
         selected = sorted({(r.backend, r.precision) for r in rows if r.backend == "openvino"})
