@@ -27,6 +27,16 @@ STOP_BOUND_S = STOP_TIMEOUT_S + 3.0
 OUTPUT_TYPES = output_topic_types(spec.name for spec in OUTPUTS)
 
 
+def spin_until(node: Node, condition, timeout: float = 20.0) -> bool:
+    """Spin ``node`` until ``condition()`` holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.02)
+    return condition()
+
+
 class NodeProcess:
     """hydranet_node as a child process, its output collected in a log file."""
 
@@ -100,12 +110,7 @@ class Probe:
         self.info: CameraInfo | None = None
 
     def spin_until(self, condition, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.02)
-        return condition()
+        return spin_until(self.node, condition, timeout)
 
     def wait_connected(self, publisher, timeout: float = 30.0) -> bool:
         return self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout)

@@ -1,12 +1,11 @@
 """Publishing without Python's lock (``ros/parallel_publish.py``): the messages that arrive are
-the ones rclpy would have sent, byte for byte and in order; failures raise naming the topic
+the ones rclpy would have sent, field for field and in order; failures raise naming the topic
 and leave the publisher usable; and where rclpy lacks what it needs, the reason is given."""
 
 from __future__ import annotations
 
 import ctypes
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
 from hydranet_ros.ros import parallel_publish  # noqa: E402
 from hydranet_ros.ros.conversions import image_message, pointcloud_message  # noqa: E402
 from hydranet_ros.ros.parallel_publish import FramePublisher, gil_free, unavailable  # noqa: E402
+from ros_harness import spin_until  # noqa: E402
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -72,24 +72,20 @@ def test_this_rclpy_allows_it(node):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_messages_arrive_as_rclpy_sends_them_and_in_order(ros, node, threads):
+def test_messages_arrive_as_rclpy_sends_them_and_in_order(node, threads):
     types = {"points": PointCloud2, "image": Image, "info": CameraInfo}
     publishers = {name: node.create_publisher(cls, f"/pp_test/{name}", RELIABLE)
                   for name, cls in types.items()}
     got = subscribe(node, types)
     sender = FramePublisher(threads)
     assert all(sender.parallel(p) for p in publishers.values())
-    deadline = time.monotonic() + 10
-    while any(p.get_subscription_count() == 0 for p in publishers.values()):
-        assert time.monotonic() < deadline
-        ros.spin_once(node, timeout_sec=0.05)
+    assert spin_until(node, lambda: all(p.get_subscription_count() for p in publishers.values()),
+                      10)
     frames = [frame(i) for i in range(6)]
     for messages in frames:
         sender.publish((publishers[name], msg) for name, msg in messages)
     sender.close()
-    deadline = time.monotonic() + 20
-    while sum(map(len, got.values())) < 18 and time.monotonic() < deadline:
-        ros.spin_once(node, timeout_sec=0.05)
+    spin_until(node, lambda: sum(map(len, got.values())) >= 18, 20)
     for name in types:
         expected = [serialize_message(msg) for messages in frames
                     for n, msg in messages if n == name]
@@ -98,7 +94,7 @@ def test_messages_arrive_as_rclpy_sends_them_and_in_order(ros, node, threads):
             f"{name}: {len(got[name])} of {len(expected)} as sent"
 
 
-def test_a_bad_message_raises_naming_the_topic_and_the_publisher_goes_on(ros, node):
+def test_a_bad_message_raises_naming_the_topic_and_the_publisher_goes_on(node):
     publisher = node.create_publisher(Image, "/pp_test/image", RELIABLE)
     got = subscribe(node, {"image": Image})
     sender = FramePublisher(2)
@@ -111,13 +107,9 @@ def test_a_bad_message_raises_naming_the_topic_and_the_publisher_goes_on(ros, no
     with pytest.raises(type(by_rclpy.value)):  # refused as rclpy refuses it
         sender.publish([(publisher, broken)])
     good = frame(1)[1][1]
-    deadline = time.monotonic() + 10
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
-        ros.spin_once(node, timeout_sec=0.05)
+    spin_until(node, lambda: publisher.get_subscription_count() > 0, 10)
     sender.publish([(publisher, good)])
-    deadline = time.monotonic() + 10
-    while not got["image"] and time.monotonic() < deadline:
-        ros.spin_once(node, timeout_sec=0.05)
+    spin_until(node, lambda: bool(got["image"]), 10)
     assert [as_sent(Image, b) for b in got["image"]] == [as_sent(Image, serialize_message(good))]
     sender.close()
 
