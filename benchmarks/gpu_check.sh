@@ -3,8 +3,8 @@
 # ../shared/tools/gpu/README.md says (the ROS 2 wheels in .whl/): the CUDA tests, the max-pool
 # methods (benchmarks/cuda_maxpool.py), hydranet-bench --device cuda (engines at 640x480 and
 # 1280x720, cameras batched, the node end to end), the node's host side on that machine's
-# cores with and without publish_threads (benchmarks/gpu_node_host.py, a stand-in for the
-# GPU), the node's peak rate, and the CUDA graph comparison with a kernel profile.
+# cores publishing serialized in place and as rclpy messages (benchmarks/gpu_node_host.py, a
+# stand-in for the GPU; benchmarks/publish_probe.py, the publishing alone), the node's peak rate, and the CUDA graph comparison with a kernel profile.
 # numba's wheels (the compiled labels of the host post-processing) can go in .whl/ beside the
 # ROS ones, but llvmlite's alone is 60 MB, which takes .whl/ past the 64 MiB a device call
 # carries; without them only the reference's host post-processing falls back to OpenCV (and
@@ -66,6 +66,7 @@ step bench 200 "${BENCH[@]}" --sizes $SIZES --runs $RUNS --cameras $CAMS \
 cp /tmp/gpu_check_bench/bench.json "$OUT/" 2>/dev/null
 step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_frame_graph.py \
     test/test_engines.py test/test_max_pool.py test/test_device_outputs.py test/test_pipeline.py \
+    test/test_serialized.py \
     2>&1 | tail -40 | tee "$OUT/tests.txt"
 # which max-pool method is fastest per shape, and what each buys the engine
 [ "$DEVICE" = cpu ] || step maxpool 100 $PY benchmarks/cuda_maxpool.py --runs 30 2>&1 \
@@ -75,9 +76,12 @@ step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_fra
 step peak 150 "${BENCH[@]}" --sizes 480x640 --runs 5 --cameras '' --node-frames 0 \
     --peak-rates $RATES --peak-seconds $SECONDS_PER_RATE --pipeline auto \
     --out /tmp/gpu_check_peak 2>/tmp/gpu_check_peak.err | tee "$OUT/peak.txt"
-# the node's host side on this machine's cores, rclpy's publish against 3 sending threads
-step host 90 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --publish-threads 0,3 \
+# the node's host side on this machine's cores, outputs serialized in place against rclpy's
+# messages, and the publishing alone
+step host 90 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
     2>&1 | grep -v '^\[' | tee "$OUT/host.txt"
+step host 40 $PY benchmarks/publish_probe.py --frames 30 2>&1 | grep -v '^\[' \
+    | tee -a "$OUT/host.txt"
 # eager against graphs per precision, and where a batch of 8 cameras spends its time
 [ "$DEVICE" = cpu ] || step graphs 120 $PY benchmarks/cuda_graphs.py --runs 30 --profile \
     --out /tmp/gpu_check_graphs.json 2>&1 | tee -a "$OUT/probes.txt"

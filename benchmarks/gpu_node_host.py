@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/gpu_node_host.py [--gpu-ms 4.2] [--frames 30] [--runs 2]
                                                  [--pipeline enabled|disabled]
-                                                 [--publish-threads 0[,3...]]
+                                                 [--in-place true[,false]]
 
 With a CUDA engine the node gets every output of a frame finished, in one transfer, and what
 is left to it is the host's work: taking the image, decoding it, and building and publishing
@@ -15,9 +15,9 @@ run on the CPU), computed once per kind of frame and then handed back after ``--
 (default 4.2 ms: every node output of a 640x480 frame as CUDA graphs on an H200), pipelined
 as ``pipeline: auto`` runs GPU engines unless ``--pipeline disabled``. The node's
 receipt-to-last-publish less that wait is its host cost on this machine; the issue's goal for
-the whole is 10 ms on an H100-class GPU. With several ``--publish-threads`` values, each run
-measures each value in turn (the node's ``publish_threads``: a frame's messages sent side by
-side without Python's lock).
+the whole is 10 ms on an H100-class GPU. With both ``--in-place`` values, each run measures
+each in turn (the node's ``publish_in_place``: outputs published serialized in place from the
+buffer they came back in, or as rclpy messages).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class StandInGpu(TorchEngine):
         if key not in self._made:
             self._made[key] = super().outputs(images, net_size, wanted, settings, intrinsics)
         time.sleep(self.wait_s)
-        return [dict(arrays) for arrays in self._made[key]]
+        return [arrays.copy() for arrays in self._made[key]]  # FrameArrays, as CUDA's
 
 
 def stand_in_engine(model, preset, backend, device, precision, log, warn, calibration):
@@ -76,8 +76,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--pipeline", default="enabled", choices=("enabled", "disabled"),
                         help="enabled: as 'auto' runs GPU engines")
-    parser.add_argument("--publish-threads", default="0",
-                        help="the node's publish_threads, comma-separated to compare in turns")
+    parser.add_argument("--in-place", default="true",
+                        help="the node's publish_in_place, true and/or false, comma-separated "
+                             "to compare in turns")
     args = parser.parse_args()
     keep_freed_memory()  # as hydranet_node does
     StandInGpu.wait_s = args.gpu_ms / 1e3
@@ -86,28 +87,29 @@ def main() -> int:
     print(f"hydranet_node with a stand-in GPU engine ({args.gpu_ms:g} ms per frame), 640x480, "
           f"40 classes, 3 tasks, every output, consumer in another process, {args.frames} "
           f"frames one at a time, pipeline {args.pipeline}; {machine()}")
-    threads = [int(value) for value in args.publish_threads.split(",")]
-    print(f"  {'run':>3}  {'threads':>7}  {'receipt to last publish':>24}  {'stand-in':>9}  {'host':>6}  "
+    choices = [value.strip().lower() == "true" for value in args.in_place.split(",")]
+    print(f"  {'run':>3}  {'in place':>8}  {'receipt to last publish':>24}  {'stand-in':>9}  {'host':>6}  "
           f"{'consumer: last output':>22}  {'cloud':>6}")
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "seeded.ckpt"
         save_checkpoint(HydraNet(40, 3).eval(), checkpoint)
-        hosts: dict[int, list[float]] = {count: [] for count in threads}
+        hosts: dict[bool, list[float]] = {choice: [] for choice in choices}
         for run in range(1, args.runs + 1):
-            for count in threads:
+            for choice in choices:
                 result = node_end_to_end(checkpoint, "torch", "fp32", (480, 640), args.frames,
                                          params={"pipeline": args.pipeline,
-                                                 "publish_threads": count})
+                                                 "publish_in_place": choice})
                 node = result["node_receipt_to_publish_ms"]
                 inference = result["node_inference_ms"]["median"]
-                hosts[count].append(node["median"] - inference)
+                hosts[choice].append(node["median"] - inference)
                 by_topic = result["consumer_send_to_reception_p50_ms_by_topic"]
-                print(f"  {run:>3}  {count:>7}  {node['median']:>13.1f} (p90 {node['p90']:5.1f})"
-                      f"  {inference:>9.1f}  {hosts[count][-1]:>6.1f}  "
+                print(f"  {run:>3}  {str(choice).lower():>8}  {node['median']:>13.1f} (p90 {node['p90']:5.1f})"
+                      f"  {inference:>9.1f}  {hosts[choice][-1]:>6.1f}  "
                       f"{result['consumer_send_to_last_reception_ms']['median']:>22.1f}  "
                       f"{by_topic['points']:>6.1f}")
-    for count, values in hosts.items():
-        print(f"host cost (receipt to last publish less the stand-in), publish_threads {count}, "
+    for choice, values in hosts.items():
+        print(f"host cost (receipt to last publish less the stand-in), publish_in_place "
+              f"{str(choice).lower()}, "
               f"median of runs: {statistics.median(values):.1f} ms")
     print("consumer columns: ms from sending the image to receiving the last output and the "
           "point cloud (medians)")

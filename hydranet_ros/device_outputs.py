@@ -158,14 +158,45 @@ class DeviceOutputs:
         return out
 
 
+#: Bytes kept free before and after each output in the packed buffer: room for the fields a
+#: ROS message puts before and after its data (``ros/serialized.py``), so that the node
+#: publishes the message serialized in place, from the bytes the GPU copied back, without
+#: copying the data into rclpy's message first. Each output starts on a 64-byte boundary.
+ROOM_BEFORE = 256
+ROOM_AFTER = 8
+ALIGNMENT = 64
+
+
+def layout_offsets(sizes: list[int]) -> tuple[list[int], int]:
+    """Where outputs of these byte sizes start in the packed buffer, and its length: each
+    after ROOM_BEFORE free bytes, aligned, and followed by ROOM_AFTER."""
+    offsets, end = [], 0
+    for size in sizes:
+        start = -(-(end + ROOM_BEFORE) // ALIGNMENT) * ALIGNMENT
+        offsets.append(start)
+        end = start + size + ROOM_AFTER
+    return offsets, end
+
+
 def pack(frames: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[list[tuple]]]:
-    """The outputs of several frames as one byte tensor on their device, and per frame the
-    layout ``unpack`` reads it back with: (name, dtype, shape, bytes) per output."""
-    layouts = [[(name, t.dtype, tuple(t.shape), t.numel() * t.element_size())
-                for name, t in outputs.items()] for outputs in frames]
-    flat = [t.contiguous().view(-1).view(torch.uint8)
-            for outputs in frames for t in outputs.values()]
-    return (torch.cat(flat) if flat else torch.empty(0, dtype=torch.uint8)), layouts
+    """The outputs of several frames as one byte tensor on their device (with room around
+    each output, see ROOM_BEFORE), and per frame the layout ``unpack`` reads it back with:
+    (name, dtype, shape, bytes, offset) per output."""
+    tensors = [(name, t) for outputs in frames for name, t in outputs.items()]
+    sizes = [t.numel() * t.element_size() for _, t in tensors]
+    offsets, total = layout_offsets(sizes)
+    parts, end = [], 0
+    for (_, t), size, offset in zip(tensors, sizes, offsets):
+        # the room is left unwritten (torch.empty): cat copies it, nothing reads it
+        parts += [torch.empty(offset - end, dtype=torch.uint8, device=t.device),
+                  t.contiguous().view(-1).view(torch.uint8)]
+        end = offset + size
+    if tensors:
+        parts.append(torch.empty(total - end, dtype=torch.uint8, device=tensors[0][1].device))
+    places = iter(zip(sizes, offsets))
+    layouts = [[(name, t.dtype, tuple(t.shape), *next(places)) for name, t in outputs.items()]
+               for outputs in frames]
+    return (torch.cat(parts) if parts else torch.empty(0, dtype=torch.uint8)), layouts
 
 
 def to_host(packed: torch.Tensor) -> torch.Tensor:
@@ -179,23 +210,49 @@ def to_host(packed: torch.Tensor) -> torch.Tensor:
     return host
 
 
-def unpack(buffer: np.ndarray, layouts: list[list[tuple]]) -> list[dict[str, np.ndarray]]:
+class FrameArrays(dict):
+    """One frame's output arrays by name, as ``unpack`` makes them: views of a packed host
+    buffer, each with ROOM_BEFORE and ROOM_AFTER bytes around it that belong to no array.
+    ``room`` gives the buffer and the offset of an output still laid out so."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], buffer: np.ndarray,
+                 offsets: dict[str, int]) -> None:
+        super().__init__(arrays)
+        self.buffer = buffer
+        self._placed = {name: (arrays[name], offset) for name, offset in offsets.items()}
+
+    def copy(self) -> FrameArrays:
+        """A new dict of the same arrays, laid out as before."""
+        return FrameArrays(dict(self), self.buffer,
+                           {name: offset for name, (_, offset) in self._placed.items()})
+
+    def room(self, name: str) -> tuple[np.ndarray, int] | None:
+        """(the byte buffer, where the output's bytes start in it), or None where the output
+        is not the array laid out there (replaced, or converted after unpacking)."""
+        placed = self._placed.get(name)
+        if placed is None or self.get(name) is not placed[0]:
+            return None
+        return self.buffer, placed[1]
+
+
+def unpack(buffer: np.ndarray, layouts: list[list[tuple]]) -> list[FrameArrays]:
     """Per frame, views of a host byte buffer as the arrays the messages take their bytes
     from; point clouds as POINT_DTYPE, labels of more than 256 classes as uint16."""
-    frames: list[dict[str, np.ndarray]] = []
-    offset = 0
+    frames: list[FrameArrays] = []
     for layout in layouts:
         arrays: dict[str, np.ndarray] = {}
-        for name, dtype, shape, size in layout:
+        offsets: dict[str, int] = {}
+        for name, dtype, shape, size, offset in layout:
             chunk = buffer[offset:offset + size]
-            offset += size
+            offsets[name] = offset
             if name == "points":
                 arrays[name] = chunk.view(POINT_DTYPE).reshape(shape[:-1])
             else:
                 arrays[name] = chunk.view(NUMPY_DTYPES[dtype]).reshape(shape)
         if "labels" in arrays and arrays["labels"].dtype == np.int32:  # > 256 classes
-            arrays["labels"] = arrays["labels"].astype(np.uint16)
-        frames.append(arrays)
+            arrays["labels"] = arrays["labels"].astype(np.uint16)  # not in the buffer
+            del offsets["labels"]
+        frames.append(FrameArrays(arrays, buffer, offsets))
     return frames
 
 
@@ -203,7 +260,7 @@ NUMPY_DTYPES = {torch.uint8: np.uint8, torch.int32: np.int32, torch.float32: np.
                 torch.int16: np.int16}
 
 
-def download(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def download(outputs: dict[str, torch.Tensor]) -> FrameArrays:
     """One frame's outputs to the host in one transfer, eagerly (what a frame plan does
     after its replay): packed into one byte buffer on the device, copied once (into pinned
     memory from CUDA, with one synchronisation), then viewed as the message arrays."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import guard_model
-from hydranet_ros.device_outputs import DeviceOutputs, pack, unpack
+from hydranet_ros.device_outputs import DeviceOutputs, layout_offsets, pack, unpack
 from hydranet_ros.engines import build_engine
 from hydranet_ros.engines.frame_graph import MAX_PLANS, FrameGraphs
 from hydranet_ros.engines.torch_engine import TorchEngine
@@ -47,7 +47,9 @@ def test_packed_frames_come_back_as_their_arrays():
     cloud = torch.rand(3, 4, 5)
     results = [{"labels": labels, "depth": depth}, {"points": cloud, "depth": depth * 2}]
     packed, layouts = pack(results)
-    assert packed.dtype == torch.uint8 and packed.numel() == 3 * 12 * 4 + 12 * 5 * 4
+    assert packed.dtype == torch.uint8
+    assert [size for layout in layouts for *_, size, _ in layout] == [48, 48, 240, 48]
+    assert packed.numel() == layout_offsets([48, 48, 240, 48])[1]
     back = unpack(packed.numpy(), layouts)
     assert back[0]["labels"].dtype == np.uint16
     assert np.array_equal(back[0]["labels"], labels.numpy())
@@ -183,4 +185,8 @@ def test_a_failed_capture_runs_eagerly_and_says_so_once():
 def test_pack_keeps_the_order_of_the_outputs():
     packed, (layout,) = pack([{"b": torch.zeros(2, dtype=torch.uint8),
                                "a": torch.ones(1, dtype=torch.float32)}])
-    assert [entry[0] for entry in layout] == ["b", "a"] and packed.numel() == 6
+    assert [entry[0] for entry in layout] == ["b", "a"]
+    offsets = [entry[-1] for entry in layout]
+    assert offsets == layout_offsets([2, 4])[0] and offsets[0] < offsets[1]
+    assert packed[offsets[0]:offsets[0] + 2].tolist() == [0, 0]
+    assert packed[offsets[1]:offsets[1] + 4].view(torch.float32).tolist() == [1.0]

@@ -209,27 +209,44 @@ def output_topic_types(names: Iterable[str], kit: MessageKit | None = None) -> d
     return types
 
 
+def image_fields(array: np.ndarray) -> dict:
+    """The fields of the sensor_msgs/Image holding a C-contiguous ``array`` (header and data
+    aside); the encoding follows from its dtype and shape."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return dict(height=array.shape[0], width=array.shape[1],
+                encoding=OUTPUT_ENCODINGS[(array.dtype.name, channels)],
+                is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
+
+
+def point_fields(cloud: np.ndarray) -> list[tuple[str, int, int, int]]:
+    """(name, offset, datatype, count) of each sensor_msgs/PointField of a POINT_DTYPE cloud."""
+    return [(name, offset, POINT_FIELD_TYPES[dtype], 1)
+            for name, (dtype, offset) in cloud.dtype.fields.items()]
+
+
+def pointcloud_fields(cloud: np.ndarray) -> dict:
+    """The fields of the PointCloud2 of a C-contiguous POINT_DTYPE cloud besides header,
+    ``fields`` (``point_fields``) and data: organized when it has several rows."""
+    return dict(height=cloud.shape[0], width=cloud.shape[1], is_bigendian=False,
+                point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * cloud.shape[1],
+                is_dense=not bool(np.isnan(cloud["z"]).any()))
+
+
 def image_message(header, array: np.ndarray, kit: MessageKit | None = None):
     """A sensor_msgs/Image holding ``array``; the encoding follows from its dtype and shape."""
     kit = kit or rclpy_kit()
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    encoding = OUTPUT_ENCODINGS[(array.dtype.name, channels)]
     array = np.ascontiguousarray(array)
-    fields = dict(header=header, height=array.shape[0], width=array.shape[1],
-                  encoding=encoding, is_bigendian=HOST_BIG_ENDIAN, step=array.strides[0])
-    return kit.with_data(kit.Image, fields, array)
+    return kit.with_data(kit.Image, dict(header=header, **image_fields(array)), array)
 
 
 def pointcloud_message(header, cloud: np.ndarray, kit: MessageKit | None = None):
     """A PointCloud2 of a POINT_DTYPE array: organized when it has several rows."""
     kit = kit or rclpy_kit()
-    fields = [kit.PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype], count=1)
-              for name, (dtype, offset) in cloud.dtype.fields.items()]
-    return kit.with_data(kit.PointCloud2, dict(
-        header=header, height=cloud.shape[0], width=cloud.shape[1], fields=fields,
-        is_bigendian=False, point_step=cloud.dtype.itemsize,
-        row_step=cloud.dtype.itemsize * cloud.shape[1],
-        is_dense=not bool(np.isnan(cloud["z"]).any())), np.ascontiguousarray(cloud))
+    cloud = np.ascontiguousarray(cloud)
+    fields = [kit.PointField(name=name, offset=offset, datatype=datatype, count=count)
+              for name, offset, datatype, count in point_fields(cloud)]
+    return kit.with_data(kit.PointCloud2, dict(header=header, fields=fields,
+                                               **pointcloud_fields(cloud)), cloud)
 
 
 def output_message(name: str, header, array: np.ndarray, kit: MessageKit | None = None):
@@ -263,16 +280,24 @@ def frame_messages(arrays: Mapping[str, np.ndarray], header, info,
     return dict(frame_message_stream(arrays, header, info, kit))
 
 
+#: How the node makes an output's message: (name, header, the frame's arrays) -> message.
+MessageMaker = Callable[[str, object, Mapping[str, np.ndarray]], object]
+
+
 def frame_message_stream(arrays: Mapping[str, np.ndarray], header, info,
-                         kit: MessageKit | None = None) -> Iterator[tuple[str, object]]:
+                         kit: MessageKit | None = None,
+                         make: MessageMaker | None = None) -> Iterator[tuple[str, object]]:
     """(relative topic, message) of one frame in the order to publish them
     (``outputs.PUBLISH_ORDER``): every output array stamped with the input's header, and
     depth/camera_info right after a depth image. Each message is made when it is reached, so
     the node publishes the navigation outputs while the views of ``outputs.start_outputs``
     are still being made. Shared by the live node and the bag tool, so both produce the same
-    messages. (Nothing is copied, so threads would cost more.)"""
+    messages; ``make`` replaces ``output_message`` (the node's messages serialized in place,
+    ``serialized.py``)."""
     for name in PUBLISH_ORDER:
         if name in arrays:
-            yield OUTPUT_BY_NAME[name].topic, output_message(name, header, arrays[name], kit)
+            msg = make(name, header, arrays) if make is not None \
+                else output_message(name, header, arrays[name], kit)
+            yield OUTPUT_BY_NAME[name].topic, msg
             if name == "depth" and info is not None:
                 yield DEPTH_INFO_TOPIC, camera_info_for(info, header, kit)

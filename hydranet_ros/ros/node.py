@@ -42,9 +42,9 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
                           output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import run_node
-from .parallel_publish import FramePublisher, unavailable
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
+from .serialized import message_in_place, publish, unavailable
 
 NODE_NAME = "hydranet"
 #: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
@@ -97,7 +97,8 @@ class HydraNetNode(Node):
         self._publisher: threading.Thread | None = None
         #: Pipelined: results waiting for the publishing thread (one at most).
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
-        self._sender = FramePublisher(0)
+        #: How output messages are made: serialized in place where the arrays allow.
+        self._make = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -125,9 +126,8 @@ class HydraNetNode(Node):
                     f"preset '{self.predictor.preset.name}', {engine.describe()}")
         self.cameras = {name: Camera(name) for name in names}
         self._slots = LatestSlots(tuple(names))
-        self._sender = FramePublisher(self.param("publish_threads"))
         self._open_topics()
-        self._report_sending()
+        self._make = self._message_maker(engine)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self._wants_pipeline(engine):
@@ -138,19 +138,19 @@ class HydraNetNode(Node):
         self._worker = threading.Thread(target=self._work, name="hydranet-worker", daemon=True)
         self._worker.start()
 
-    def _report_sending(self) -> None:
-        threads = self.param("publish_threads")
-        publisher = next((p for camera in self.cameras.values()
-                          for p in camera.publishers.values()), None)
-        if threads == 0 or publisher is None:
-            return
-        reason = unavailable(publisher)
-        if reason is None:
-            self.get_logger().info(f"publishing: {threads} thread(s) send each frame's "
-                                   "messages side by side, without Python's lock")
-        else:
-            self.get_logger().warning(f"publish_threads {threads}: {reason}; publishing one "
-                                      "message after another")
+    def _message_maker(self, engine):
+        """Serialized in place (``serialized.py``) for engines whose outputs come back in one
+        buffer with room for it, unless ``publish_in_place`` is off or rclpy cannot."""
+        if not (engine.outputs_on_device and self.param("publish_in_place")):
+            return None
+        reason = unavailable(next((p for camera in self.cameras.values()
+                                   for p in camera.publishers.values()), None))
+        if reason is not None:
+            self.get_logger().warning(f"publish_in_place: {reason}; publishing rclpy messages")
+            return None
+        self.get_logger().info("publishing outputs serialized in place, from the buffer they "
+                               "came back from the GPU in")
+        return message_in_place
 
     @property
     def pipelined(self) -> bool:
@@ -195,7 +195,6 @@ class HydraNetNode(Node):
             for camera in self.cameras.values():
                 publishers = camera.publishers
                 for topic in [t for t in publishers if t not in topics]:
-                    self._sender.forget(publishers[topic])
                     self.destroy_publisher(publishers.pop(topic))
                 for topic, msg_type in topics.items():
                     if topic not in publishers:
@@ -369,9 +368,10 @@ class HydraNetNode(Node):
             return  # shutting down: publish all of a frame or nothing
         with self._output_lock:  # each message made as it is reached: navigation's first
             publishers = job.camera.publishers
-            self._sender.publish((publishers[topic], out_msg) for topic, out_msg
-                                 in frame_message_stream(arrays, header, job.info)
-                                 if topic in publishers)
+            for topic, out_msg in frame_message_stream(arrays, header, job.info,
+                                                       make=self._make):
+                if topic in publishers:
+                    publish(publishers[topic], out_msg)
         now = self.get_clock().now()
         stamp_latency = (now.nanoseconds - _stamp_ns(header)) / 1e9
         self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)
@@ -397,7 +397,6 @@ class HydraNetNode(Node):
         for thread in (self._worker, self._publisher):
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
-        self._sender.close()
 
 
 def camera_names(values: list[str]) -> list[str]:

@@ -15,7 +15,6 @@ from ..engines import BACKENDS, PRECISIONS
 from ..errors import HydraNetError
 from ..outputs import OUTPUTS, POINT_COLOR_SOURCES
 from ..presets import preset_names
-from .parallel_publish import MAX_THREADS as MAX_PUBLISH_THREADS
 from .qos import RELIABILITY
 
 
@@ -57,10 +56,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "stamp order); auto: enabled for engines that make their outputs on the GPU, "
               "disabled on CPUs, where both stages share the same cores", read_only=True,
               choices=("auto", "enabled", "disabled")),
-    ParamSpec("publish_threads", 0, "threads that send a frame's messages side by side, with "
-              "Python's lock released while DDS sends (for many-core hosts of GPU engines); "
-              "0: rclpy's publish, one message after another", read_only=True, low=0,
-              high=MAX_PUBLISH_THREADS),
+    ParamSpec("publish_in_place", True, "true: outputs made on the GPU are published from the "
+              "buffer they came back in, serialized in place (no copy into rclpy's messages); "
+              "false: as rclpy messages, as CPU engines' outputs always are", read_only=True),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
               "'image/compressed'", read_only=True, choices=("raw", "compressed")),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "
