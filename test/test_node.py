@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -512,6 +514,55 @@ def test_cameras_share_one_batch(ros, checkpoint, predictor, tmp_path):
         for probe in probes.values():
             probe.destroy()
         proc.stop()
+
+
+def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray) -> tuple[dict, str]:
+    """Every output of one frame from ``gpu_like_node.py`` (outputs made as CUDA engines make
+    them, on the CPU), with publish_in_place as given; and the node's log."""
+    namespace = f"/gpu_like_{str(in_place).lower()}"
+    proc = NodeProcess(tmp_path / f"gpu_like_{in_place}.log",
+                       {"weights": str(checkpoint), **SAME_ENGINE, "max_depth": MAX_DEPTH,
+                        "output_reliability": "reliable", "publish_in_place": in_place},
+                       namespace=namespace,
+                       command=[sys.executable, str(Path(__file__).with_name("gpu_like_node.py"))])
+    probe = Probe(f"gpu_like_probe_{str(in_place).lower()}", namespace=namespace)
+    try:
+        assert proc.wait_for_log("subscribed to"), proc.log()
+        assert probe.wait_connected(probe.image_pub), proc.log()
+        probe.info = camera_info(WIDTH, HEIGHT)
+        found = probe.exchange(probe.image_pub, lambda s: image_msg(rgb, "rgb8", s), ALL_TOPICS)
+        assert found, probe.report() + proc.log()
+    finally:
+        probe.destroy()
+        code, _ = proc.stop()
+    assert code == 0 and "Traceback" not in proc.log(), proc.log()
+    return found, proc.log()
+
+
+def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint, predictor,
+                                                                 tmp_path):
+    """Outputs returned as CUDA engines return them (packed, with room around each): the node
+    publishes them serialized in place, and a subscriber in another process gets the same
+    messages, field for field, as with publish_in_place off (rclpy's messages), and the
+    core's results within the device-output path's guards (its upsampling is torch's)."""
+    rgb = picture(5)
+    in_place, log = gpu_like_frame(checkpoint, tmp_path, True, rgb)
+    assert "publishing outputs serialized in place" in log, log
+    as_messages, log = gpu_like_frame(checkpoint, tmp_path, False, rgb)
+    assert "serialized in place" not in log, log
+    assert sorted(in_place) == sorted(as_messages) == sorted(ALL_TOPICS)
+    for topic, msg in in_place.items():
+        other = as_messages[topic]
+        other.header.stamp = msg.header.stamp  # each run's frame has its own stamp
+        assert msg == other, topic
+    # and they are the core's, within the device-output path's own guards (test_engines)
+    expected = predictor.predict(rgb)
+    labels = decode_image(in_place["segmentation/labels"])
+    assert (labels == expected.labels).mean() >= 0.995
+    depth = decode_image(in_place["depth/image"])
+    core = metric_depth(expected.depth, MAX_DEPTH)
+    both = np.isfinite(depth) & np.isfinite(core)
+    assert both.mean() > 0.5 and np.median(np.abs(depth[both] - core[both]) / core[both]) <= 0.01
 
 
 def test_bad_cameras_parameter_is_one_error_line(ros, checkpoint, tmp_path):
