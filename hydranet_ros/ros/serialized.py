@@ -24,17 +24,16 @@ after the other), so a frame's messages go out in order, from one thread.
 from __future__ import annotations
 
 import ctypes
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
-from ..device_outputs import ROOM_AFTER, ROOM_BEFORE
-from .conversions import (image_fields, output_message, point_fields, pointcloud_fields)
+from ..device_outputs import ROOM_BEFORE
+from .conversions import image_fields, output_message, point_fields, pointcloud_fields
+from .transport import loaded_library
 
 RCL_LIBRARY = "librcl.so"
 RCUTILS_LIBRARY = "librcutils.so"
@@ -131,9 +130,9 @@ def in_place(name: str, header, arrays: Mapping[str, np.ndarray]) -> SerializedM
         prefix, suffix, type_name = *pointcloud_parts(header, array), POINTCLOUD2_TYPE
     else:
         prefix, suffix, type_name = image_prefix(header, array), b"", IMAGE_TYPE
-    begin, end = offset - len(prefix), offset + array.nbytes + len(suffix)
-    if len(prefix) > ROOM_BEFORE or len(suffix) > ROOM_AFTER:
+    if len(prefix) > ROOM_BEFORE:  # the suffix (at most 1 byte) always fits ROOM_AFTER
         return None  # a frame_id too long for the room
+    begin, end = offset - len(prefix), offset + array.nbytes + len(suffix)
     buffer[begin:offset] = np.frombuffer(prefix, np.uint8)
     buffer[offset + array.nbytes:end] = np.frombuffer(suffix, np.uint8)
     return SerializedMessage(buffer[begin:end], type_name)
@@ -158,19 +157,6 @@ class _SerializedBytes(ctypes.Structure):
                 ("allocator", ctypes.c_void_p * 5)]  # rcutils_allocator_t, unused
 
 
-def _loaded_library(name: str, maps: Path = Path("/proc/self/maps")) -> str | None:
-    """The path of a shared library this process has loaded (rclpy loads rcl); None if not."""
-    try:
-        text = maps.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
-        if os.path.basename(path).startswith(name):
-            return path
-    return None
-
-
 @dataclass(frozen=True)
 class _Rcl:
     publish_serialized: object  # through ctypes.CDLL: the GIL is released during the call
@@ -180,7 +166,7 @@ class _Rcl:
 
 @cache
 def _rcl() -> _Rcl | None:
-    rcl, rcutils = _loaded_library(RCL_LIBRARY), _loaded_library(RCUTILS_LIBRARY)
+    rcl, rcutils = loaded_library(RCL_LIBRARY), loaded_library(RCUTILS_LIBRARY)
     if rcl is None or rcutils is None:
         return None
     try:
@@ -207,7 +193,8 @@ def unavailable(publisher=None) -> str | None:
     copy; None if they can."""
     if _rcl() is None:
         return f"{RCL_LIBRARY} or {RCUTILS_LIBRARY} is not loaded in this process"
-    if publisher is not None and not isinstance(getattr(getattr(publisher, "handle", None), "pointer", None), int):
+    handle = getattr(publisher, "handle", None)
+    if publisher is not None and not isinstance(getattr(handle, "pointer", None), int):
         return "rclpy's publisher handle has no 'pointer'"
     return None
 

@@ -85,14 +85,25 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
-def profile_variable(maps: Path = Path("/proc/self/maps")) -> str:
-    """The variable the Fast DDS loaded in this process reads (after ``rclpy.init``, the RMW
-    library and Fast DDS are mapped): FASTRTPS_... for 2.x, FASTDDS_... for 3.x and later."""
+def loaded_library(name: str, maps: Path = Path("/proc/self/maps")) -> str | None:
+    """The path of a shared library this process has loaded whose file name starts with
+    ``name`` (after ``rclpy.init``: rcl, the RMW library, Fast DDS); None if none is."""
     try:
         text = maps.read_text()
     except OSError:
-        return PROFILE_VARIABLES[0]
-    return PROFILE_VARIABLES[1] if FAST_DDS_2_LIBRARY in text else PROFILE_VARIABLES[0]
+        return None
+    for line in text.splitlines():
+        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+        if os.path.basename(path).startswith(name):
+            return path
+    return None
+
+
+def profile_variable(maps: Path = Path("/proc/self/maps")) -> str:
+    """The variable the Fast DDS loaded in this process reads (after ``rclpy.init``, the RMW
+    library and Fast DDS are mapped): FASTRTPS_... for 2.x, FASTDDS_... for 3.x and later."""
+    return PROFILE_VARIABLES[1] if loaded_library(FAST_DDS_2_LIBRARY, maps) is not None \
+        else PROFILE_VARIABLES[0]
 
 
 def configure_large_data(rmw: str, environ: MutableMapping[str, str] = os.environ,
