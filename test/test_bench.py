@@ -93,3 +93,42 @@ def test_losses_count_the_frames_missing_after_the_warm_up():
     every_other = every[::2]
     assert window_loss(every_other, rate)["lost_share"] == pytest.approx(0.5, abs=0.03)
     assert window_loss([0.0], rate)["lost_share"] == 1.0
+
+
+def test_auto_choice_where_auto_times_the_precisions(monkeypatch):
+    """The bench's line for a device where precision auto is measured (a GPU; here CPU
+    stand-ins for the candidates): it builds the auto engine, gives it one frame of the
+    node's size, and names what it timed, what it chose, and the table's fastest."""
+    import torch
+
+    from conftest import make_model
+    from hydranet_ros.benchmark import Row
+    from hydranet_ros.cli import bench
+    from hydranet_ros.engines.fastest import FastestEngine
+    from hydranet_ros.engines.torch_engine import TorchEngine
+    from hydranet_ros.presets import get_preset
+
+    cpu, preset, model = torch.device("cpu"), get_preset("kitti"), make_model(6, 2)
+    built: list[FastestEngine] = []
+
+    def auto_engine(model, preset, backend, device, precision="auto"):
+        assert (backend, precision) == ("torch", "auto")
+        built.append(FastestEngine([TorchEngine(model, preset, device, optimize=False),
+                                    TorchEngine(model, preset, device)], rounds=3))
+        return built[-1]
+    monkeypatch.setattr(bench, "auto_order", lambda device: [("torch", "a GPU")])
+    monkeypatch.setattr(bench, "measured_precisions", lambda backend, device: ("fp16", "fp32"))
+    monkeypatch.setattr(bench, "build_engine", auto_engine)
+
+    def row(precision: str, predict_ms: float) -> Row:
+        return Row("torch", precision, "cuda", "96x64", 1.0, 1.0, 1000.0, 2.0, 1.0,
+                   predict_ms, 3)
+    line = bench.auto_choice([row("fp16", 2.4), row("fp32", 2.1)], model, preset, cpu, (64, 96))
+    assert built and built[0].chosen is not None
+    chosen = built[0].chosen.precision
+    assert line.startswith("backend auto timed torch fp16, fp32 on its first frame (96x64, ")
+    assert f"and runs torch {chosen}" in line
+    assert "torch fp32 " in line and "reference fp32 " in line  # each candidate's time
+    # both stand-ins are fp32, the table's fastest row: the verdict says so
+    assert chosen == "fp32" and line.endswith(", 2.1 ms with post-processing: the fastest "
+                                              "measured with post-processing")

@@ -138,7 +138,7 @@ def test_graphs_replay_what_eager_computes(model, frames, precision):
 
 @needs_cuda
 def test_fp16_graphs_agree_with_the_reference(model, frames):
-    """The acceptance guard on the engine the node runs on a GPU by default."""
+    """The acceptance guard on fp16, one of the precisions `auto` times on a GPU."""
     preset = get_preset("nyud_three")
     reference = build_engine(model, preset, "reference", CPU)
     engine = build_engine(model, preset, "torch", torch.device("cuda"), "fp16")

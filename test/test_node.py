@@ -516,16 +516,18 @@ def test_cameras_share_one_batch(ros, checkpoint, predictor, tmp_path):
         proc.stop()
 
 
-def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray) -> tuple[dict, str]:
+def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray,
+                   measured: bool = False) -> tuple[dict, str]:
     """Every output of one frame from ``gpu_like_node.py`` (outputs made as CUDA engines make
-    them, on the CPU), with publish_in_place as given; and the node's log."""
-    namespace = f"/gpu_like_{str(in_place).lower()}"
-    proc = NodeProcess(tmp_path / f"gpu_like_{in_place}.log",
+    them, on the CPU), with publish_in_place as given, the engine chosen on the first frame
+    if ``measured``; and the node's log."""
+    name = f"gpu_like_{str(in_place).lower()}{'_measured' if measured else ''}"
+    proc = NodeProcess(tmp_path / f"{name}.log",
                        {"weights": str(checkpoint), **SAME_ENGINE, "max_depth": MAX_DEPTH,
                         "output_reliability": "reliable", "publish_in_place": in_place},
-                       namespace=namespace,
+                       namespace=f"/{name}", env={"GPU_LIKE_MEASURED": "1" if measured else "0"},
                        command=[sys.executable, str(Path(__file__).with_name("gpu_like_node.py"))])
-    probe = Probe(f"gpu_like_probe_{str(in_place).lower()}", namespace=namespace)
+    probe = Probe(f"{name}_probe", namespace=f"/{name}")
     try:
         assert proc.wait_for_log("subscribed to"), proc.log()
         assert probe.wait_connected(probe.image_pub), proc.log()
@@ -563,6 +565,28 @@ def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint
     core = metric_depth(expected.depth, MAX_DEPTH)
     both = np.isfinite(depth) & np.isfinite(core)
     assert both.mean() > 0.5 and np.median(np.abs(depth[both] - core[both]) / core[both]) <= 0.01
+
+
+def test_gpu_like_node_measures_its_precision_on_the_first_frame(ros, checkpoint, predictor,
+                                                                tmp_path):
+    """As precision auto runs on a GPU (``engines/fastest.py``): the node starts with the
+    choice open, its first frame times the candidates (here the optimised engine and the
+    reference, both making the outputs as CUDA engines do) and keeps the faster, says so in
+    one line, and publishes that frame whole, in place, with the core's results."""
+    rgb = picture(6)
+    found, log = gpu_like_frame(checkpoint, tmp_path, True, rgb, measured=True)
+    assert "reference/torch on cpu, precision measured on the first frame (reference fp32, " \
+           "torch fp32)" in log, log
+    chosen = [line for line in log.splitlines() if "inference precision: " in line]
+    assert len(chosen) == 1, log
+    assert "inference precision: torch fp32 on cpu (measured fastest on the first frame: " \
+           "torch fp32" in chosen[0], log  # the optimised engine, several times faster here
+    assert "reference fp32" in chosen[0]
+    assert "publishing outputs serialized in place" in log, log
+    assert sorted(found) == sorted(ALL_TOPICS)
+    expected = predictor.predict(rgb)
+    labels = decode_image(found["segmentation/labels"])
+    assert (labels == expected.labels).mean() >= 0.995
 
 
 def test_bad_cameras_parameter_is_one_error_line(ros, checkpoint, tmp_path):

@@ -18,15 +18,17 @@ import torch
 from tqdm import tqdm
 
 from .. import weights as weights_mod
-from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines,
+from ..benchmark import (SIZES, Row, accuracy_cost, bench_cameras, bench_engines, bench_image,
                          cases, format_accuracy, format_int8_share, format_pools, format_table,
                          int8_share, rows_as_dicts, write_chart)
 from ..checkpoint import load_model, save_checkpoint
-from ..engines import auto_order, build_engine, default_precision, select_device
+from ..engines import (auto_order, build_engine, default_precision, measured_precisions,
+                       select_device)
 from ..engines.quantize import SYNTHETIC
 from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..model import HydraNet
+from ..postprocess import PARTS
 from ..predictor import choose_preset
 from ..presets import Preset
 from .common import run_main
@@ -133,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if best.speedup == best.speedup:
         print(f"\nbest at {best.size}: {best.backend} {best.precision}, {best.median_ms:.1f} ms, "
               f"{best.speedup:.1f}x the eager fp32 model")
-    print(auto_choice(candidates, device))
+    auto = auto_choice(candidates, model, preset, device, node_size)
+    print(auto)
     report = {"machine": machine(), "model": f"{model.num_classes} classes, {model.num_tasks} tasks",
-              "engines": rows_as_dicts(rows)}
+              "engines": rows_as_dicts(rows), "auto": auto}
     if report_accuracy is not None:
         report["accuracy"] = report_accuracy
     if shares:
@@ -201,17 +204,30 @@ def int8_shares(rows: list[Row], model: HydraNet, preset: Preset, sizes: list[tu
     return shares
 
 
-def auto_choice(rows: list[Row], device: torch.device) -> str:
-    """What ``backend: auto`` runs on this device, and whether it is what measured fastest."""
+def auto_choice(rows: list[Row], model: HydraNet, preset: Preset, device: torch.device,
+                size: tuple[int, int]) -> str:
+    """What ``backend: auto`` runs on this device, and whether it is what measured fastest:
+    where auto measures the precisions on its first frame (``engines/fastest.py``), it is
+    built and given one frame of ``size``, as the node's first."""
     backend = auto_order(device)[0][0]
-    precision = default_precision(backend, device)
+    measured = measured_precisions(backend, device)
+    if measured:
+        engine = build_engine(model, preset, backend, device)
+        engine.predict([bench_image(size)], size, PARTS)
+        precision = engine.precision
+        picks = f"backend auto timed {backend} {', '.join(measured)} on its first frame " \
+                f"({size[1]}x{size[0]}, {engine.measured().split(': ', 1)[1]}) and runs " \
+                f"{backend} {precision}"
+    else:
+        precision = default_precision(backend, device)
+        picks = f"backend auto picks {backend} {precision} on {device}"
     fastest = min(rows, key=lambda r: r.predict_ms)
     mine = [r for r in rows if (r.backend, r.precision) == (backend, precision)]
     verdict = "the fastest measured with post-processing" if mine and mine[0] is fastest else \
         f"fastest measured with post-processing: {fastest.backend} {fastest.precision} " \
         f"({fastest.predict_ms:.1f} ms)"
-    measured = f", {mine[0].predict_ms:.1f} ms with post-processing" if mine else ""
-    return f"backend auto picks {backend} {precision} on {device}{measured}: {verdict}"
+    measured_ms = f", {mine[0].predict_ms:.1f} ms with post-processing" if mine else ""
+    return f"{picks}{measured_ms}: {verdict}"
 
 
 def node_params(best: Row) -> dict:

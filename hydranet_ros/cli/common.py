@@ -49,7 +49,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference engine (auto: the fastest available; reference: the "
                              "release's exact eager fp32 computation)")
     parser.add_argument("--precision", default="auto", choices=("auto",) + PRECISIONS,
-                        help="auto: the backend's fastest accuracy-guarded precision; int8: "
+                        help="auto: the backend's fastest accuracy-guarded precision (on a "
+                             "GPU timed on the first frame); int8: "
                              "OpenVINO quantised with NNCF (see --calibration)")
     parser.add_argument("--calibration", metavar="DIR", help="int8: a folder of your camera's "
                         "images to calibrate on (default: held-out synthetic frames, right for "

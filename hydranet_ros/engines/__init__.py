@@ -1,9 +1,10 @@
 """Inference engines: one interface (``Engine``), several backends, and the choice between them.
 
 ``create_engine`` is what the node, the CLIs and the benchmark call. ``backend="auto"`` picks
-the fastest backend for the device (PyTorch with fp16 on an NVIDIA GPU, else OpenVINO, else
-ONNX Runtime, else PyTorch) and says why; a backend that is missing or fails to start is
-reported in one line and the next one is tried, ending with PyTorch fp32, which always works.
+the fastest backend for the device (PyTorch on an NVIDIA GPU, in whichever precision measures
+fastest on the first frame: ``fastest.py``; else OpenVINO, else ONNX Runtime, else PyTorch)
+and says why; a backend that is missing or fails to start is reported in one line and the
+next one is tried, ending with PyTorch fp32, which always works.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from ..model import HydraNet
 from ..presets import Preset
 from .base import PRECISIONS, Engine, EngineError, Log
+from .fastest import FastestEngine
 from .onnxruntime_engine import OnnxRuntimeEngine
 from .openvino_engine import OpenVINOEngine, cpu_supports_bf16
 from .torch_engine import TorchEngine, select_device
@@ -25,10 +27,18 @@ __all__ = ["BACKENDS", "PRECISIONS", "Engine", "EngineError", "create_engine", "
            "select_device"]
 
 
+def measured_precisions(backend: str, device: torch.device) -> tuple[str, ...]:
+    """The precisions ``auto`` times on the first frame to keep the fastest (``fastest.py``):
+    PyTorch's on a GPU, where which one wins depends on the GPU and the frame size; none
+    elsewhere (``default_precision`` decides)."""
+    if backend == "torch" and device.type == "cuda":
+        return ("fp16", "bf16", "fp32") if torch.cuda.is_bf16_supported() else ("fp16", "fp32")
+    return ()
+
+
 def default_precision(backend: str, device: torch.device) -> str:
-    """The fastest precision that is accurate enough (guarded by the tests) for a backend."""
-    if backend == "torch":
-        return "fp16" if device.type == "cuda" else "fp32"
+    """The fastest precision that is accurate enough (guarded by the tests) for a backend
+    whose precision is not measured (``measured_precisions``)."""
     if backend == "openvino":
         return "bf16" if cpu_supports_bf16() else "fp32"
     return "fp32"
@@ -44,6 +54,10 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
             raise EngineError(f"the reference backend runs fp32 only, not {precision}")
         return TorchEngine(model, preset, device, "fp32", optimize=False)
     if precision == "auto":
+        measured = measured_precisions(backend, device)
+        if backend == "torch" and len(measured) > 1:
+            return FastestEngine([TorchEngine(model, preset, device, choice, log=log)
+                                  for choice in measured], log=log)
         precision = default_precision(backend, device)
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
@@ -61,7 +75,7 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
 def auto_order(device: torch.device) -> list[tuple[str, str]]:
     """Backends to try for ``auto``, fastest first, each with the reason it is chosen."""
     if device.type == "cuda":
-        return [("torch", f"CUDA device {device}: PyTorch, fp16 weights, each frame one CUDA graph"),
+        return [("torch", f"CUDA device {device}: PyTorch, each frame one CUDA graph"),
                 ("onnxruntime", "CUDA device, PyTorch failed: ONNX Runtime's GPU providers")]
     return [("openvino", "no CUDA device: OpenVINO is the fastest CPU backend"),
             ("onnxruntime", "no CUDA device and no OpenVINO: ONNX Runtime on the CPU"),
