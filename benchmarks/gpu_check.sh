@@ -66,7 +66,7 @@ step bench 200 "${BENCH[@]}" --sizes $SIZES --runs $RUNS --cameras $CAMS \
 cp /tmp/gpu_check_bench/bench.json "$OUT/" 2>/dev/null
 step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_frame_graph.py \
     test/test_engines.py test/test_max_pool.py test/test_device_outputs.py test/test_pipeline.py \
-    test/test_serialized.py \
+    test/test_serialized.py test/test_fastest.py \
     2>&1 | tail -40 | tee "$OUT/tests.txt"
 # which max-pool method is fastest per shape, and what each buys the engine
 [ "$DEVICE" = cpu ] || step maxpool 100 $PY benchmarks/cuda_maxpool.py --runs 30 2>&1 \
@@ -80,7 +80,7 @@ step peak 150 "${BENCH[@]}" --sizes 480x640 --runs 5 --cameras '' --node-frames 
 # messages, and the publishing alone
 step host 90 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
     2>&1 | grep -v '^\[' | tee "$OUT/host.txt"
-step host 40 $PY benchmarks/publish_probe.py --frames 30 2>&1 | grep -v '^\[' \
+step host 60 $PY benchmarks/publish_probe.py --frames 30 --spread 2,4 2>&1 | grep -v '^\[' \
     | tee -a "$OUT/host.txt"
 # eager against graphs per precision, and where a batch of 8 cameras spends its time
 [ "$DEVICE" = cpu ] || step graphs 120 $PY benchmarks/cuda_graphs.py --runs 30 --profile \

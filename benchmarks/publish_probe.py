@@ -1,24 +1,33 @@
 """How long publishing one frame's messages takes, and whether sending them side by side pays.
 
     .venv/bin/python benchmarks/publish_probe.py [--frames 30] [--reliability reliable]
+                                                 [--spread 2[,4]]
 
 A frame of the node's outputs at 640x480 (labels, confidence, four colour views, depth,
 normals, an organized point cloud: about 16 MB) laid out as a CUDA engine returns them
 (``device_outputs.pack``), published to a subscriber in another process as hydranet_node
-publishes them, in turns: as rclpy messages, and serialized in place (``ros/serialized.py``).
-Per variant the median wall time of a frame's publish and the page faults it took, and per
-topic the median of each message's publish.
+publishes them, in turns: as rclpy messages, serialized in place (``ros/serialized.py``), and
+for each ``--spread`` k serialized in place from k threads, first on one DDS participant, then
+on k participants (one rclpy context each). Fast DDS copies each sample twice: into the
+writer's payload, under that writer's lock, and into the shared-memory segment, under a lock
+of the whole participant; threads can overlap the first copies only, participants both. The
+outputs are shared among the threads by size. Per variant: the median wall time of a frame's
+publish and the page faults it took; what the subscriber saw (the median time from the start
+of a frame's publish to its receipt of the frame's last message, as its callbacks run: the
+consumer's view); and per topic, for the one-thread variants, each message's publish.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,17 +37,25 @@ from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
 from hydranet_ros.memory import TUNABLES_VARIABLE, keep_freed_memory, malloc_tunables  # noqa: E402
 from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
+#: Counts the messages, and per variant (the frame_id) and frame (the stamp: the publisher's
+#: CLOCK_MONOTONIC when it began the frame) when the last one arrived; prints that as JSON.
 SUBSCRIBER = """
-import sys, time, rclpy
+import json, sys, time, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
-rclpy.init(); node = rclpy.create_node('publish_probe_subscriber'); got = [0]
-def count(msg): got[0] += 1
+rclpy.init(); node = rclpy.create_node('publish_probe_subscriber'); got = [0]; last = {}
+def arrived(msg):
+    got[0] += 1
+    stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    last[(msg.header.frame_id, stamp)] = (time.monotonic_ns() - stamp) / 1e6
 for topic in sys.argv[2].split(','):
-    node.create_subscription(PointCloud2 if topic == 'points' else Image, topic, count,
+    node.create_subscription(PointCloud2 if topic == 'points' else Image, topic, arrived,
                              QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE if sys.argv[3] == 'reliable' else ReliabilityPolicy.BEST_EFFORT))
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end: rclpy.spin_once(node, timeout_sec=0.1)
+per_variant = {}
+for (variant, _), ms in last.items(): per_variant.setdefault(variant, []).append(ms)
+print(json.dumps(per_variant))
 print(f'subscriber received {got[0]} messages', file=sys.stderr)
 """
 
@@ -59,11 +76,27 @@ def frame_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
             "points": cloud}
 
 
+def shares(sizes: dict[str, int], count: int) -> list[list[str]]:
+    """The names split into ``count`` groups of about equal bytes (largest first, each to the
+    lightest group), each group in the frame's order."""
+    groups: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(name)
+        loads[lightest] += sizes[name]
+    order = list(sizes)
+    return [sorted(group, key=order.index) for group in groups if group]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--reliability", default="reliable", choices=("reliable", "best_effort"))
+    parser.add_argument("--spread", default="2",
+                        help="threads (and participants) to send from, comma-separated; '' none")
     args = parser.parse_args()
+    spreads = [int(k) for k in args.spread.split(",") if k.strip() and int(k) > 1]
     print(configure_large_data("rmw_fastrtps_cpp").message)
     keep_freed_memory()  # as hydranet_node does
     import rclpy
@@ -81,53 +114,84 @@ def main() -> int:
                for name, array in frame_arrays(np.random.default_rng(0)).items()}
     packed, layouts = pack([tensors])
     arrays = unpack(packed.numpy(), layouts)[0]
-    seconds = 6 + args.frames * 2 * 0.1
+    names = list(arrays)
+    variants = [("rclpy messages", 1, 1), ("serialized in place", 1, 1)]
+    for k in spreads:
+        variants += [(f"in place, {k} threads", k, 1), (f"in place, {k} participants", k, k)]
+    participants = max(p for _, _, p in variants)
+    seconds = 8 + participants + args.frames * len(variants) * 0.06
     subscriber = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(seconds),
-                                   ",".join(arrays), args.reliability],
+                                   ",".join(names), args.reliability], stdout=subprocess.PIPE,
+                                  text=True,
                                   env={**os.environ, TUNABLES_VARIABLE: malloc_tunables(
                                       os.environ.get(TUNABLES_VARIABLE, ""))})
-    rclpy.init()
-    node = rclpy.create_node("publish_probe")
+    contexts = [None] + [rclpy.Context() for _ in range(participants - 1)]
+    for context in contexts:
+        rclpy.init(context=context)
+    nodes = [rclpy.create_node(f"publish_probe_{i}", context=context)
+             for i, context in enumerate(contexts)]
     kit = rclpy_kit()
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE
                      if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT)
-    publishers = {name: node.create_publisher(kit.PointCloud2 if name == "points" else kit.Image,
-                                              name, qos) for name in arrays}
-    deadline = time.monotonic() + 10
-    while any(p.get_subscription_count() == 0 for p in publishers.values()):
+    publishers = [{name: node.create_publisher(kit.PointCloud2 if name == "points" else kit.Image,
+                                               name, qos) for name in names} for node in nodes]
+    deadline = time.monotonic() + 10 + participants
+    while any(p.get_subscription_count() == 0 for side in publishers for p in side.values()):
         if time.monotonic() > deadline:
             print("the subscriber did not match", file=sys.stderr)
             return 1
         time.sleep(0.05)
     time.sleep(1.0)
-    header = Header(frame_id="camera")
-    makers = {"rclpy messages": lambda name, header, arrays: output_message(name, header,
-                                                                            arrays[name], kit),
-              "serialized in place": message_in_place}
-    frame_ms: dict[str, list[float]] = {label: [] for label in makers}
-    faults: dict[str, list[int]] = {label: [] for label in makers}
-    topic_ms = {label: {name: [] for name in arrays} for label in makers}
+    sizes = {name: arrays[name].nbytes for name in names}
+
+    def rclpy_message(name, header, arrays):
+        return output_message(name, header, arrays[name], kit)
+
+    def send(side: int, group: list[str], header, make, timings) -> None:
+        for name in group:
+            start = time.perf_counter()
+            publish(publishers[side][name], make(name, header, arrays))
+            timings[name].append((time.perf_counter() - start) * 1e3)
+
+    pool = ThreadPoolExecutor(max(spreads, default=1))
+    frame_ms: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    faults: dict[str, list[int]] = {label: [] for label, _, _ in variants}
+    topic_ms = {label: {name: [] for name in names} for label, _, _ in variants}
     for _ in range(args.frames):
-        for label, make in makers.items():
-            begun = time.perf_counter()
+        for index, (label, threads, sides) in enumerate(variants):
+            make = rclpy_message if label == "rclpy messages" else message_in_place
+            groups = shares(sizes, threads)
             faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for name in arrays:
-                start = time.perf_counter()
-                publish(publishers[name], make(name, header, arrays))
-                topic_ms[label][name].append((time.perf_counter() - start) * 1e3)
+            begun = time.perf_counter()
+            header = Header(frame_id=f"v{index}")
+            header.stamp.sec, header.stamp.nanosec = divmod(time.monotonic_ns(), 10**9)
+            if threads == 1:
+                send(0, names, header, make, topic_ms[label])
+            else:
+                jobs = [pool.submit(send, i % sides, group, header, make, topic_ms[label])
+                        for i, group in enumerate(groups)]
+                for job in jobs:
+                    job.result()
             frame_ms[label].append((time.perf_counter() - begun) * 1e3)
             faults[label].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted)
             time.sleep(0.05)
-    for label, values in frame_ms.items():
-        print(f"a frame's publish, {label}: {statistics.median(values):.2f} ms median, "
-              f"{statistics.median(faults[label]):.0f} page faults")
-    print(f"  {'topic':<20} {'MB':>5}  " + "  ".join(f"{label:>20}" for label in makers))
-    for name in arrays:
+    pool.shutdown()
+    for node in nodes:
+        node.destroy_node()
+    for context in contexts:
+        rclpy.shutdown(context=context)
+    received = json.loads(subscriber.communicate()[0].strip().splitlines()[-1] or "{}")
+    print(f"  {'variant':<28} {'publish':>8} {'faults':>7} {'consumer':>9}")
+    for index, (label, _, _) in enumerate(variants):
+        seen = received.get(f"v{index}", [])
+        consumer = f"{statistics.median(seen):6.2f} ms" if seen else "      none"
+        print(f"  {label:<28} {statistics.median(frame_ms[label]):5.2f} ms "
+              f"{statistics.median(faults[label]):7.0f} {consumer} ({len(seen)} frames)")
+    singles = [label for label, threads, _ in variants if threads == 1]
+    print(f"  {'topic':<20} {'MB':>5}  " + "  ".join(f"{label:>20}" for label in singles))
+    for name in names:
         print(f"  {name:<20} {arrays[name].nbytes / 1e6:5.2f}  " + "  ".join(
-            f"{statistics.median(topic_ms[label][name]):17.2f} ms" for label in makers))
-    node.destroy_node()
-    rclpy.shutdown()
-    subscriber.wait()
+            f"{statistics.median(topic_ms[label][name]):17.2f} ms" for label in singles))
     return 0
 
 

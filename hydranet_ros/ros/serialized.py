@@ -16,9 +16,13 @@ every field). Outputs without such room (CPU engines, whose outputs are separate
 frame_id longer than the room) are published as rclpy messages, as is everything where rclpy
 lacks what this needs (``unavailable`` says why, once, in the node's log).
 
-Sending messages side by side on threads was tried and measured: Fast DDS sends the samples
-of one participant one after another (two 6 MB clouds from two threads took as long as one
-after the other), so a frame's messages go out in order, from one thread.
+Sending messages side by side on threads was tried and measured: it gained nothing on this
+project's 2 cores nor (with rclpy's conversion still in it) on an H200's 16-core host. Fast DDS
+copies each sample into the writer's payload under that writer's own lock, but into the
+shared-memory segment under one lock of the whole participant (``sendSync``), so threads can
+overlap only the first copies; ``benchmarks/publish_probe.py --spread`` measures threads and
+participants on a machine with the cores for it. A frame's messages go out in order, from
+one thread.
 """
 
 from __future__ import annotations
