@@ -76,9 +76,11 @@ step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_fra
 step peak 150 "${BENCH[@]}" --sizes 480x640 --runs 5 --cameras '' --node-frames 0 \
     --peak-rates $RATES --peak-seconds $SECONDS_PER_RATE --pipeline auto \
     --out /tmp/gpu_check_peak 2>/tmp/gpu_check_peak.err | tee "$OUT/peak.txt"
-# the node's host side on this machine's cores, outputs serialized in place against rclpy's
-# messages, and the publishing alone
-step host 90 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
+# the node's host side on this machine's cores, outputs serialized in place (from 1 and 2
+# threads) against rclpy's messages, and the publishing alone (also from 2 and 4 threads and
+# participants)
+step host 120 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
+    --publish-threads 1,2 \
     2>&1 | grep -v '^\[' | tee "$OUT/host.txt"
 step host 60 $PY benchmarks/publish_probe.py --frames 30 --spread 2,4 2>&1 | grep -v '^\[' \
     | tee -a "$OUT/host.txt"

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/gpu_node_host.py [--gpu-ms 4.2] [--frames 30] [--runs 2]
                                                  [--pipeline enabled|disabled]
                                                  [--in-place true[,false]]
+                                                 [--publish-threads 1,2]
 
 With a CUDA engine the node gets every output of a frame finished, in one transfer, and what
 is left to it is the host's work: taking the image, decoding it, and building and publishing
@@ -15,9 +16,10 @@ run on the CPU), computed once per kind of frame and then handed back after ``--
 (default 4.2 ms: every node output of a 640x480 frame as CUDA graphs on an H200), pipelined
 as ``pipeline: auto`` runs GPU engines unless ``--pipeline disabled``. The node's
 receipt-to-last-publish less that wait is its host cost on this machine; the issue's goal for
-the whole is 10 ms on an H100-class GPU. With both ``--in-place`` values, each run measures
-each in turn (the node's ``publish_in_place``: outputs published serialized in place from the
-buffer they came back in, or as rclpy messages).
+the whole is 10 ms on an H100-class GPU. With several ``--in-place`` values or
+``--publish-threads`` counts, each run measures each in turn (the node's ``publish_in_place``:
+outputs published serialized in place from the buffer they came back in, or as rclpy
+messages; ``publish_threads``: how many threads send them in place).
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def main() -> int:
     parser.add_argument("--in-place", default="true",
                         help="the node's publish_in_place, true and/or false, comma-separated "
                              "to compare in turns")
+    parser.add_argument("--publish-threads", default="2",
+                        help="the node's publish_threads (in place only), comma-separated to "
+                             "compare in turns")
     args = parser.parse_args()
     keep_freed_memory()  # as hydranet_node does
     StandInGpu.wait_s = args.gpu_ms / 1e3
@@ -87,29 +92,34 @@ def main() -> int:
     print(f"hydranet_node with a stand-in GPU engine ({args.gpu_ms:g} ms per frame), 640x480, "
           f"40 classes, 3 tasks, every output, consumer in another process, {args.frames} "
           f"frames one at a time, pipeline {args.pipeline}; {machine()}")
-    choices = [value.strip().lower() == "true" for value in args.in_place.split(",")]
-    print(f"  {'run':>3}  {'in place':>8}  {'receipt to last publish':>24}  {'stand-in':>9}  {'host':>6}  "
-          f"{'consumer: last output':>22}  {'cloud':>6}")
+    threads = [int(value) for value in args.publish_threads.split(",")]
+    choices = [(in_place, count) for value in args.in_place.split(",")
+               for in_place in [value.strip().lower() == "true"]
+               for count in (threads if in_place else [1])]
+    print(f"  {'run':>3}  {'in place':>8}  {'threads':>7}  {'receipt to last publish':>24}  "
+          f"{'stand-in':>9}  {'host':>6}  {'consumer: last output':>22}  {'cloud':>6}")
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "seeded.ckpt"
         save_checkpoint(HydraNet(40, 3).eval(), checkpoint)
-        hosts: dict[bool, list[float]] = {choice: [] for choice in choices}
+        hosts: dict[tuple, list[float]] = {choice: [] for choice in choices}
         for run in range(1, args.runs + 1):
             for choice in choices:
                 result = node_end_to_end(checkpoint, "torch", "fp32", (480, 640), args.frames,
                                          params={"pipeline": args.pipeline,
-                                                 "publish_in_place": choice})
+                                                 "publish_in_place": choice[0],
+                                                 "publish_threads": choice[1]})
                 node = result["node_receipt_to_publish_ms"]
                 inference = result["node_inference_ms"]["median"]
                 hosts[choice].append(node["median"] - inference)
                 by_topic = result["consumer_send_to_reception_p50_ms_by_topic"]
-                print(f"  {run:>3}  {str(choice).lower():>8}  {node['median']:>13.1f} (p90 {node['p90']:5.1f})"
+                print(f"  {run:>3}  {str(choice[0]).lower():>8}  {choice[1]:>7}  "
+                      f"{node['median']:>13.1f} (p90 {node['p90']:5.1f})"
                       f"  {inference:>9.1f}  {hosts[choice][-1]:>6.1f}  "
                       f"{result['consumer_send_to_last_reception_ms']['median']:>22.1f}  "
                       f"{by_topic['points']:>6.1f}")
     for choice, values in hosts.items():
         print(f"host cost (receipt to last publish less the stand-in), publish_in_place "
-              f"{str(choice).lower()}, "
+              f"{str(choice[0]).lower()}, publish_threads {choice[1]}, "
               f"median of runs: {statistics.median(values):.1f} ms")
     print("consumer columns: ms from sending the image to receiving the last output and the "
           "point cloud (medians)")

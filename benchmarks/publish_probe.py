@@ -4,17 +4,20 @@
                                                  [--spread 2[,4]]
 
 A frame of the node's outputs at 640x480 (labels, confidence, four colour views, depth,
-normals, an organized point cloud: about 16 MB) laid out as a CUDA engine returns them
+normals, an organized point cloud: 15.1 MB) laid out as a CUDA engine returns them
 (``device_outputs.pack``), published to a subscriber in another process as hydranet_node
-publishes them, in turns: as rclpy messages, serialized in place (``ros/serialized.py``), and
-for each ``--spread`` k serialized in place from k threads, first on one DDS participant, then
-on k participants (one rclpy context each). Fast DDS copies each sample twice: into the
-writer's payload, under that writer's lock, and into the shared-memory segment, under a lock
-of the whole participant; threads can overlap the first copies only, participants both. The
-outputs are shared among the threads by size. Per variant: the median wall time of a frame's
+publishes them (in its order), in turns: as rclpy messages, serialized in place
+(``ros/serialized.py``), and for each ``--spread`` k serialized in place from k threads, first
+on one DDS participant (as the node's ``publish_threads``), then on k participants (one rclpy
+context each). Fast DDS copies each sample twice: into the writer's payload, under that
+writer's lock, and into the shared-memory segment, under a lock of the whole participant;
+threads can overlap the first copies only, participants both. The outputs are cut into runs
+of about equal bytes in the node's order, as the node cuts them (``serialized.shares``).
+Per variant: the median wall time of a frame's
 publish and the page faults it took; what the subscriber saw (the median time from the start
-of a frame's publish to its receipt of the frame's last message, as its callbacks run: the
-consumer's view); and per topic, for the one-thread variants, each message's publish.
+of a frame's publish to its receipt of the frame's last message and of its point cloud, as its
+callbacks run: the consumer's view); and per topic, for the one-thread variants, each
+message's publish.
 """
 
 from __future__ import annotations
@@ -35,27 +38,35 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
 from hydranet_ros.memory import TUNABLES_VARIABLE, keep_freed_memory, malloc_tunables  # noqa: E402
+from hydranet_ros.outputs import PUBLISH_ORDER  # noqa: E402
 from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
 #: Counts the messages, and per variant (the frame_id) and frame (the stamp: the publisher's
-#: CLOCK_MONOTONIC when it began the frame) when the last one arrived; prints that as JSON.
+#: CLOCK_MONOTONIC when it began the frame) when the last one and the point cloud arrived;
+#: prints those as JSON.
 SUBSCRIBER = """
 import json, sys, time, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
-rclpy.init(); node = rclpy.create_node('publish_probe_subscriber'); got = [0]; last = {}
-def arrived(msg):
+rclpy.init(); node = rclpy.create_node('publish_probe_subscriber'); got = [0]
+arrivals = {'last': {}, 'points': {}}
+def arrived(msg, topic):
     got[0] += 1
     stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-    last[(msg.header.frame_id, stamp)] = (time.monotonic_ns() - stamp) / 1e6
+    ms = (time.monotonic_ns() - stamp) / 1e6
+    arrivals['last'][(msg.header.frame_id, stamp)] = ms
+    if topic == 'points':
+        arrivals['points'][(msg.header.frame_id, stamp)] = ms
 for topic in sys.argv[2].split(','):
-    node.create_subscription(PointCloud2 if topic == 'points' else Image, topic, arrived,
+    node.create_subscription(PointCloud2 if topic == 'points' else Image, topic,
+                             lambda msg, topic=topic: arrived(msg, topic),
                              QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE if sys.argv[3] == 'reliable' else ReliabilityPolicy.BEST_EFFORT))
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end: rclpy.spin_once(node, timeout_sec=0.1)
-per_variant = {}
-for (variant, _), ms in last.items(): per_variant.setdefault(variant, []).append(ms)
-print(json.dumps(per_variant))
+report = {}
+for kind, seen in arrivals.items():
+    for (variant, _), ms in seen.items(): report.setdefault(kind, {}).setdefault(variant, []).append(ms)
+print(json.dumps(report))
 print(f'subscriber received {got[0]} messages', file=sys.stderr)
 """
 
@@ -65,28 +76,20 @@ def frame_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
     cloud = np.zeros((h, w), POINT_DTYPE)
     for name in ("x", "y", "z", "rgb"):
         cloud[name] = rng.random((h, w), np.float32)
-    return {"labels": rng.integers(0, 40, (h, w), np.uint8),
-            "confidence": rng.random((h, w), np.float32),
-            "segmentation_color": rng.integers(0, 255, (h, w, 3), np.uint8),
-            "overlay": rng.integers(0, 255, (h, w, 3), np.uint8),
-            "depth": rng.random((h, w), np.float32),
-            "depth_color": rng.integers(0, 255, (h, w, 3), np.uint8),
-            "normals": rng.random((h, w, 3), np.float32),
-            "normals_color": rng.integers(0, 255, (h, w, 3), np.uint8),
-            "points": cloud}
+    arrays = {"labels": rng.integers(0, 40, (h, w), np.uint8),
+              "confidence": rng.integers(0, 255, (h, w), np.uint8),
+              "segmentation_color": rng.integers(0, 255, (h, w, 3), np.uint8),
+              "overlay": rng.integers(0, 255, (h, w, 3), np.uint8),
+              "depth": rng.random((h, w), np.float32),
+              "depth_color": rng.integers(0, 255, (h, w, 3), np.uint8),
+              "normals": rng.random((h, w, 3), np.float32),
+              "normals_color": rng.integers(0, 255, (h, w, 3), np.uint8),
+              "points": cloud}
+    return {name: arrays[name] for name in PUBLISH_ORDER}  # the node's order
 
 
-def shares(sizes: dict[str, int], count: int) -> list[list[str]]:
-    """The names split into ``count`` groups of about equal bytes (largest first, each to the
-    lightest group), each group in the frame's order."""
-    groups: list[list[str]] = [[] for _ in range(count)]
-    loads = [0] * count
-    for name in sorted(sizes, key=sizes.get, reverse=True):
-        lightest = loads.index(min(loads))
-        groups[lightest].append(name)
-        loads[lightest] += sizes[name]
-    order = list(sizes)
-    return [sorted(group, key=order.index) for group in groups if group]
+def median_text(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ms" if values else "none"
 
 
 def main() -> int:
@@ -107,7 +110,7 @@ def main() -> int:
 
     from hydranet_ros.device_outputs import pack, unpack
     from hydranet_ros.ros.conversions import output_message, rclpy_kit
-    from hydranet_ros.ros.serialized import message_in_place, publish
+    from hydranet_ros.ros.serialized import message_in_place, publish, shares
 
     tensors = {name: torch.from_numpy(array.view(np.float32).reshape(*array.shape, 5))
                if name == "points" else torch.from_numpy(array)
@@ -142,7 +145,7 @@ def main() -> int:
             return 1
         time.sleep(0.05)
     time.sleep(1.0)
-    sizes = {name: arrays[name].nbytes for name in names}
+    sizes = [arrays[name].nbytes for name in names]
 
     def rclpy_message(name, header, arrays):
         return output_message(name, header, arrays[name], kit)
@@ -160,7 +163,7 @@ def main() -> int:
     for _ in range(args.frames):
         for index, (label, threads, sides) in enumerate(variants):
             make = rclpy_message if label == "rclpy messages" else message_in_place
-            groups = shares(sizes, threads)
+            groups = [[names[i] for i in run] for run in shares(sizes, threads)]
             faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             begun = time.perf_counter()
             header = Header(frame_id=f"v{index}")
@@ -181,12 +184,13 @@ def main() -> int:
     for context in contexts:
         rclpy.shutdown(context=context)
     received = json.loads(subscriber.communicate()[0].strip().splitlines()[-1] or "{}")
-    print(f"  {'variant':<28} {'publish':>8} {'faults':>7} {'consumer':>9}")
+    print(f"  {'variant':<28} {'publish':>8} {'faults':>7} {'consumer: last':>15} "
+          f"{'cloud':>9}")
     for index, (label, _, _) in enumerate(variants):
-        seen = received.get(f"v{index}", [])
-        consumer = f"{statistics.median(seen):6.2f} ms" if seen else "      none"
+        last, cloud = (received.get(kind, {}).get(f"v{index}", []) for kind in ("last", "points"))
         print(f"  {label:<28} {statistics.median(frame_ms[label]):5.2f} ms "
-              f"{statistics.median(faults[label]):7.0f} {consumer} ({len(seen)} frames)")
+              f"{statistics.median(faults[label]):7.0f} {median_text(last):>15} "
+              f"{median_text(cloud):>9} ({len(last)} frames)")
     singles = [label for label, threads, _ in variants if threads == 1]
     print(f"  {'topic':<20} {'MB':>5}  " + "  ".join(f"{label:>20}" for label in singles))
     for name in names:

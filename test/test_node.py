@@ -517,14 +517,15 @@ def test_cameras_share_one_batch(ros, checkpoint, predictor, tmp_path):
 
 
 def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray,
-                   measured: bool = False) -> tuple[dict, str]:
+                   measured: bool = False, threads: int = 1) -> tuple[dict, str]:
     """Every output of one frame from ``gpu_like_node.py`` (outputs made as CUDA engines make
-    them, on the CPU), with publish_in_place as given, the engine chosen on the first frame
-    if ``measured``; and the node's log."""
+    them, on the CPU), with publish_in_place and publish_threads as given, the engine chosen
+    on the first frame if ``measured``; and the node's log."""
     name = f"gpu_like_{str(in_place).lower()}{'_measured' if measured else ''}"
     proc = NodeProcess(tmp_path / f"{name}.log",
                        {"weights": str(checkpoint), **SAME_ENGINE, "max_depth": MAX_DEPTH,
-                        "output_reliability": "reliable", "publish_in_place": in_place},
+                        "output_reliability": "reliable", "publish_in_place": in_place,
+                        "publish_threads": threads},
                        namespace=f"/{name}", env={"GPU_LIKE_MEASURED": "1" if measured else "0"},
                        command=[sys.executable, str(Path(__file__).with_name("gpu_like_node.py"))])
     probe = Probe(f"{name}_probe", namespace=f"/{name}")
@@ -544,12 +545,14 @@ def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray,
 def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint, predictor,
                                                                  tmp_path):
     """Outputs returned as CUDA engines return them (packed, with room around each): the node
-    publishes them serialized in place, and a subscriber in another process gets the same
-    messages, field for field, as with publish_in_place off (rclpy's messages), and the
-    core's results within the device-output path's guards (its upsampling is torch's)."""
+    publishes them serialized in place, from 2 threads (``publish_threads``), and a
+    subscriber in another process gets the same messages, field for field, as with
+    publish_in_place off (rclpy's messages, one after another), and the core's results
+    within the device-output path's guards (its upsampling is torch's)."""
     rgb = picture(5)
-    in_place, log = gpu_like_frame(checkpoint, tmp_path, True, rgb)
-    assert "publishing outputs serialized in place" in log, log
+    in_place, log = gpu_like_frame(checkpoint, tmp_path, True, rgb, threads=2)
+    assert "publishing outputs serialized in place, from the buffer they came back from the " \
+           "GPU in, from 2 threads at once" in log, log
     as_messages, log = gpu_like_frame(checkpoint, tmp_path, False, rgb)
     assert "serialized in place" not in log, log
     assert sorted(in_place) == sorted(as_messages) == sorted(ALL_TOPICS)
@@ -582,7 +585,8 @@ def test_gpu_like_node_measures_its_precision_on_the_first_frame(ros, checkpoint
     assert "inference precision: torch fp32 on cpu (measured fastest on the first frame: " \
            "torch fp32" in chosen[0], log  # the optimised engine, several times faster here
     assert "reference fp32" in chosen[0]
-    assert "publishing outputs serialized in place" in log, log
+    assert "publishing outputs serialized in place, from the buffer they came back from the " \
+           "GPU in\n" in log, log  # publish_threads 1 (the default): one after another
     assert sorted(found) == sorted(ALL_TOPICS)
     expected = predictor.predict(rgb)
     labels = decode_image(found["segmentation/labels"])

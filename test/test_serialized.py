@@ -7,6 +7,7 @@ a long frame_id, plain dicts) or rclpy lacks what it needs, the message is rclpy
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import numpy as np
 import pytest
@@ -26,8 +27,8 @@ from hydranet_ros.device_outputs import (ALIGNMENT, ROOM_AFTER, ROOM_BEFORE, Fra
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
 from hydranet_ros.ros import serialized  # noqa: E402
 from hydranet_ros.ros.conversions import frame_message_stream, output_message  # noqa: E402
-from hydranet_ros.ros.serialized import (SerializedMessage, in_place, message_in_place,  # noqa: E402
-                                         publish, unavailable)
+from hydranet_ros.ros.serialized import (SerializedMessage, SideBySide, in_place,  # noqa: E402
+                                         message_in_place, publish, shares, unavailable)
 from ros_harness import spin_until  # noqa: E402
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -149,30 +150,38 @@ def subscribe(node, topics: dict[str, type], prefix: str) -> dict[str, list[byte
     return got
 
 
-def test_published_in_place_arrives_as_rclpy_sends_it_and_in_order(node):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_published_in_place_arrives_as_rclpy_sends_it_and_in_order(node, threads):
+    """Frames published in place, one message after another or from 3 threads at once
+    (``SideBySide``, the node's ``publish_threads``): every message arrives as rclpy sends it,
+    each topic's in order."""
     outputs = ("labels", "depth", "points", "normals")
     topics = {"segmentation/labels": Image, "depth/image": Image,
               "depth/camera_info": CameraInfo, "points": PointCloud2, "normals/image": Image}
-    publishers = {name: node.create_publisher(cls, f"/ser_test/{name}", RELIABLE)
+    prefix = f"/ser_test_{threads}"
+    publishers = {name: node.create_publisher(cls, f"{prefix}/{name}", RELIABLE)
                   for name, cls in topics.items()}
     assert all(unavailable(p) is None for p in publishers.values())
     # through ctypes.CDLL: ctypes releases the GIL for the call (a PyDLL would not)
     assert not serialized._rcl().publish_serialized._flags_ & ctypes._FUNCFLAG_PYTHONAPI
-    got = subscribe(node, topics, "/ser_test")
+    got = subscribe(node, topics, prefix)
     assert spin_until(node, lambda: all(p.get_subscription_count() for p in publishers.values()),
                       10)
     info = CameraInfo(width=7, height=5)
     sent: dict[str, list[bytes]] = {name: [] for name in topics}
+    sender = SideBySide(threads)
     for i in range(4):
         frame = {name: t for name, t in frame_tensors(10 + i).items() if name in outputs}
         packed, layouts = pack([frame])
         arrays = unpack(packed.numpy(), layouts)[0]
         h = header("camera", sec=i)
-        for topic, msg in frame_message_stream(arrays, h, info, make=message_in_place):
-            assert isinstance(msg, SerializedMessage) or topic == "depth/camera_info"
-            publish(publishers[topic], msg)
+        items = list(frame_message_stream(arrays, h, info, make=message_in_place))
+        assert all(isinstance(msg, SerializedMessage) or topic == "depth/camera_info"
+                   for topic, msg in items)
+        sender.publish([(publishers[topic], msg) for topic, msg in items])
         for topic, msg in frame_message_stream(arrays, h, info):
             sent[topic].append(serialize_message(msg))
+    sender.close()
     spin_until(node, lambda: sum(map(len, got.values())) >= 4 * len(topics), 20)
     for name, cls in topics.items():
         assert [deserialize_message(b, cls) for b in got[name]] == \
@@ -227,3 +236,58 @@ def test_reason_where_rclpys_handle_has_no_pointer():
         msg_type = Image
         handle = Handle()
     assert unavailable(Publisher()) == "rclpy's publisher handle has no 'pointer'"
+
+
+def test_shares_cut_a_frame_into_runs_of_about_equal_bytes_in_order():
+    # a 640x480 frame's outputs in the node's order (MB): labels, depth, points, normals,
+    # confidence, then the four colour views
+    frame = [0.31, 1.23, 6.14, 3.69, 0.31, 0.92, 0.92, 0.92, 0.92]
+    assert shares(frame, 1) == [list(range(9))]
+    assert shares(frame, 2) == [[0, 1, 2], [3, 4, 5, 6, 7, 8]]  # navigation's first, at once
+    assert shares(frame, 3) == [[0, 1, 2], [3], [4, 5, 6, 7, 8]]
+    for count in range(1, 12):
+        runs = shares(frame, count)
+        assert [i for run in runs for i in run] == list(range(9)) and all(runs)
+        assert len(runs) <= count
+    assert shares([], 2) == [] and shares([5], 4) == [[0]] and shares([1, 1, 1, 1], 2) == \
+        [[0, 1], [2, 3]]
+
+
+class Recorder:
+    """A publisher that notes which thread sent each message, or fails."""
+
+    def __init__(self, log: list, fail: bool = False) -> None:
+        self.log, self.fail = log, fail
+
+    def publish(self, msg) -> None:
+        if self.fail:
+            raise RuntimeError(f"cannot send {msg.name}")
+        self.log.append((msg.name, threading.current_thread().name))
+
+
+class Sized:
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.data = name, bytes(size)
+
+
+def test_side_by_side_sends_each_run_from_its_own_thread_and_raises_after_the_others():
+    log: list = []
+    sender = SideBySide(2)
+    items = [(Recorder(log), Sized(name, size))
+             for name, size in (("labels", 3), ("depth", 12), ("points", 61), ("normals", 37),
+                                ("overlay", 9), ("depth_color", 9))]
+    sender.publish(items)
+    threads = dict(log)
+    assert sorted(threads) == sorted(msg.name for _, msg in items)
+    assert {threads[n] for n in ("labels", "depth", "points")} == \
+        {threading.current_thread().name}  # the caller sends the first run
+    assert {threads[n] for n in ("normals", "overlay", "depth_color")} != \
+        {threading.current_thread().name}
+    assert [n for n, _ in log if n in ("labels", "depth", "points")] == \
+        ["labels", "depth", "points"]  # in order within a run
+    log.clear()
+    items[3] = (Recorder(log, fail=True), items[3][1])  # normals, first of the second run
+    with pytest.raises(RuntimeError, match="cannot send normals"):
+        sender.publish(items)
+    assert {n for n, _ in log} == {"labels", "depth", "points"}  # the first run went out whole
+    sender.close()

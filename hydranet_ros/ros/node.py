@@ -44,7 +44,7 @@ from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
-from .serialized import message_in_place, publish, unavailable
+from .serialized import SideBySide, message_in_place, publish, unavailable
 
 NODE_NAME = "hydranet"
 #: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
@@ -99,6 +99,7 @@ class HydraNetNode(Node):
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
         #: How output messages are made: serialized in place where the arrays allow.
         self._make = None
+        self._sender: SideBySide | None = None  # in-place frames from several threads
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -128,6 +129,8 @@ class HydraNetNode(Node):
         self._slots = LatestSlots(tuple(names))
         self._open_topics()
         self._make = self._message_maker(engine)
+        if self._make is not None and self.param("publish_threads") > 1:
+            self._sender = SideBySide(self.param("publish_threads"))
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self._wants_pipeline(engine):
@@ -148,8 +151,10 @@ class HydraNetNode(Node):
         if reason is not None:
             self.get_logger().warning(f"publish_in_place: {reason}; publishing rclpy messages")
             return None
+        threads = self.param("publish_threads")
         self.get_logger().info("publishing outputs serialized in place, from the buffer they "
-                               "came back from the GPU in")
+                               "came back from the GPU in" + (f", from {threads} threads at "
+                                                              "once" if threads > 1 else ""))
         return message_in_place
 
     @property
@@ -368,10 +373,13 @@ class HydraNetNode(Node):
             return  # shutting down: publish all of a frame or nothing
         with self._output_lock:  # each message made as it is reached: navigation's first
             publishers = job.camera.publishers
-            for topic, out_msg in frame_message_stream(arrays, header, job.info,
-                                                       make=self._make):
-                if topic in publishers:
-                    publish(publishers[topic], out_msg)
+            stream = ((publishers[topic], out_msg) for topic, out_msg in frame_message_stream(
+                arrays, header, job.info, make=self._make) if topic in publishers)
+            if self._sender is not None:  # serialized in place: all made already
+                self._sender.publish(list(stream))
+            else:
+                for publisher, out_msg in stream:
+                    publish(publisher, out_msg)
         now = self.get_clock().now()
         stamp_latency = (now.nanoseconds - _stamp_ns(header)) / 1e9
         self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)
@@ -397,6 +405,8 @@ class HydraNetNode(Node):
         for thread in (self._worker, self._publisher):
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        if self._sender is not None:
+            self._sender.close()
 
 
 def camera_names(values: list[str]) -> list[str]:

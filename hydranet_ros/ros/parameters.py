@@ -60,6 +60,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_in_place", True, "true: outputs made on the GPU are published from the "
               "buffer they came back in, serialized in place (no copy into rclpy's messages); "
               "false: as rclpy messages, as CPU engines' outputs always are", read_only=True),
+    ParamSpec("publish_threads", 1, "threads a frame's outputs are sent from when published in "
+              "place (GPU engines), in runs of about equal bytes (the navigation outputs "
+              "first): the last output goes out sooner, the point cloud a little later; 1: one "
+              "after another", read_only=True, low=1, high=8),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
               "'image/compressed'", read_only=True, choices=("raw", "compressed")),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "

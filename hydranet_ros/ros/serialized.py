@@ -16,22 +16,27 @@ every field). Outputs without such room (CPU engines, whose outputs are separate
 frame_id longer than the room) are published as rclpy messages, as is everything where rclpy
 lacks what this needs (``unavailable`` says why, once, in the node's log).
 
-Sending messages side by side on threads was tried and measured: it gained nothing on this
-project's 2 cores nor (with rclpy's conversion still in it) on an H200's 16-core host. Fast DDS
-copies each sample into the writer's payload under that writer's own lock, but into the
-shared-memory segment under one lock of the whole participant (``sendSync``), so threads can
-overlap only the first copies; ``benchmarks/publish_probe.py --spread`` measures threads and
-participants on a machine with the cores for it. A frame's messages go out in order, from
-one thread.
+With ``publish_threads`` above 1 a frame's messages serialized in place go out from that
+many threads at once (``SideBySide``), in runs of about equal bytes in the node's order
+(``shares``: labels, depth and the point cloud first, on the calling thread). Fast DDS copies
+a sample into its writer's payload under that writer's own lock and into the shared-memory
+segment under one lock of the whole participant (``sendSync``), and the call holds no GIL
+here, so the copies of different messages partly overlap. With rclpy's messages, whose
+``publish`` holds the GIL throughout, threads gained nothing (measured earlier on this
+project's 2 cores and on an H200's 16-core host). In place, on 2 cores, two threads brought the
+last output to a consumer in another process sooner and the point cloud later (the README's
+Node overhead section), so one thread stays the default.
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from itertools import accumulate, pairwise
 
 import numpy as np
 
@@ -225,3 +230,72 @@ def publish(publisher, msg) -> None:
         rcl.reset_error()
         raise RuntimeError(f"publishing on '{publisher.topic_name}' failed "
                            f"(rcl_publish_serialized_message returned {ret}): {detail}")
+
+
+# -- a frame's messages side by side ---------------------------------------------------------
+
+def message_size(msg) -> int:
+    """The bytes of a message's data (what Fast DDS copies), for sharing messages by size."""
+    if isinstance(msg, SerializedMessage):
+        return msg.data.nbytes
+    data = getattr(msg, "data", None)
+    return len(data) if data is not None else 0
+
+
+def shares(sizes: Sequence[int], count: int) -> list[list[int]]:
+    """The indices of ``sizes`` (in the order of importance) cut into at most ``count`` runs
+    of consecutive indices of about equal total: each cut where the running total comes
+    closest to its share. The first thread sends the first run, so the messages that
+    matter most (the node's: labels, depth, point cloud) start at once and in order."""
+    before = list(accumulate(sizes, initial=0))  # before[c]: the bytes of sizes[:c]
+    cuts = [0]
+    for share in range(1, count):
+        target = before[-1] * share / count
+        options = range(cuts[-1] + 1, len(sizes))
+        if not options:
+            break
+        cuts.append(min(options, key=lambda cut: abs(before[cut] - target)))
+    cuts.append(len(sizes))
+    return [list(range(start, end)) for start, end in pairwise(cuts) if end > start]
+
+
+class SideBySide:
+    """Publishes a frame's messages from ``threads`` threads at once (the caller's and a
+    small pool), in runs of about equal bytes (``shares``), and returns when all are sent; the first error, if any, is
+    raised after that. Each topic's messages keep their order, as a frame's are all sent
+    before the next frame's begin."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="hydranet-send") \
+            if self.threads > 1 else None
+
+    def publish(self, items: Sequence[tuple[object, object]]) -> None:
+        """``items``: (publisher, message) pairs, in the order one thread would send them."""
+        groups = shares([message_size(msg) for _, msg in items], self.threads)
+        if self._pool is None or len(groups) < 2:
+            _publish_all(items)
+            return
+        futures = [self._pool.submit(_publish_all, [items[i] for i in group])
+                   for group in groups[1:]]
+        errors: list[Exception] = []
+        try:
+            _publish_all([items[i] for i in groups[0]])
+        except Exception as exc:  # noqa: BLE001  raised below, once the others are done
+            errors.append(exc)
+        for future in futures:
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _publish_all(items: Sequence[tuple[object, object]]) -> None:
+    for publisher, msg in items:
+        publish(publisher, msg)
