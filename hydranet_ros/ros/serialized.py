@@ -21,9 +21,10 @@ many threads at once (``SideBySide``), in runs of about equal bytes in the node'
 (``shares``: labels, depth and the point cloud first, on the calling thread). Fast DDS copies
 a sample into its writer's payload under that writer's own lock and into the shared-memory
 segment under one lock of the whole participant (``sendSync``), and the call holds no GIL
-here, so the copies of different messages partly overlap. With rclpy's messages, whose
-``publish`` holds the GIL throughout, threads gained nothing (measured earlier on this
-project's 2 cores and on an H200's 16-core host). In place, on 2 cores, two threads brought the
+here, so the copies of different messages partly overlap. A first version, which converted
+each message with rclpy under the GIL and sent it with ``rcl_publish`` on a pool, gained
+nothing (measured on this project's 2 cores and on an H200's 16-core host; rclpy's own
+``publish`` holds the GIL throughout). In place, on 2 cores, two threads brought the
 last output to a consumer in another process sooner and the point cloud later (the README's
 Node overhead section), so one thread stays the default.
 """
