@@ -8,12 +8,12 @@ normals, an organized point cloud: 15.1 MB) laid out as a CUDA engine returns th
 (``device_outputs.pack``), published to a subscriber in another process as hydranet_node
 publishes them (in its order), in turns: as rclpy messages, serialized in place
 (``ros/serialized.py``), and for each ``--spread`` k serialized in place from k threads, first
-on one DDS participant (as the node's ``publish_threads``), then on k participants (one rclpy
-context each). Fast DDS copies each sample twice: into the writer's payload, under that
-writer's lock, and into the shared-memory segment, under a lock of the whole participant;
-threads can overlap the first copies only, participants both. The outputs are cut into runs
-of about equal bytes in the node's order, as the node cuts them (``serialized.shares``).
-Per variant: the median wall time of a frame's
+on one DDS participant (the node's ``publish_threads``: ``serialized.SideBySide``), then on k
+participants (one rclpy context each, its run sent from a pool thread). Fast DDS copies each
+sample twice: into the writer's payload, under that writer's lock, and into the shared-memory
+segment, under a lock of the whole participant; threads can overlap the first copies only,
+participants both. The outputs are cut into runs of about equal bytes in the node's order,
+as the node cuts them (``serialized.shares``). Per variant: the median wall time of a frame's
 publish and the page faults it took; what the subscriber saw (the median time from the start
 of a frame's publish to its receipt of the frame's last message and of its point cloud, as its
 callbacks run: the consumer's view); and per topic, for the one-thread variants, each
@@ -110,7 +110,7 @@ def main() -> int:
 
     from hydranet_ros.device_outputs import pack, unpack
     from hydranet_ros.ros.conversions import output_message, rclpy_kit
-    from hydranet_ros.ros.serialized import message_in_place, publish, shares
+    from hydranet_ros.ros.serialized import SideBySide, message_in_place, publish, shares
 
     tensors = {name: torch.from_numpy(array.view(np.float32).reshape(*array.shape, 5))
                if name == "points" else torch.from_numpy(array)
@@ -157,6 +157,7 @@ def main() -> int:
             timings[name].append((time.perf_counter() - start) * 1e3)
 
     pool = ThreadPoolExecutor(max(spreads, default=1))
+    senders = {k: SideBySide(k) for k in spreads}  # the node's own publish_threads
     frame_ms: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     faults: dict[str, list[int]] = {label: [] for label, _, _ in variants}
     topic_ms = {label: {name: [] for name in names} for label, _, _ in variants}
@@ -170,8 +171,11 @@ def main() -> int:
             header.stamp.sec, header.stamp.nanosec = divmod(time.monotonic_ns(), 10**9)
             if threads == 1:
                 send(0, names, header, make, topic_ms[label])
+            elif sides == 1:
+                senders[threads].publish([(publishers[0][name], make(name, header, arrays))
+                                          for name in names])
             else:
-                jobs = [pool.submit(send, i % sides, group, header, make, topic_ms[label])
+                jobs = [pool.submit(send, i, group, header, make, topic_ms[label])
                         for i, group in enumerate(groups)]
                 for job in jobs:
                     job.result()
@@ -179,6 +183,8 @@ def main() -> int:
             faults[label].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted)
             time.sleep(0.05)
     pool.shutdown()
+    for sender in senders.values():
+        sender.close()
     for node in nodes:
         node.destroy_node()
     for context in contexts:

@@ -216,7 +216,7 @@ def auto_choice(rows: list[Row], model: HydraNet, preset: Preset, device: torch.
         engine.predict([bench_image(size)], size, PARTS)
         precision = engine.precision
         picks = f"backend auto timed {backend} {', '.join(measured)} on its first frame " \
-                f"({size[1]}x{size[0]}, {engine.measured().split(': ', 1)[1]}) and runs " \
+                f"({size[1]}x{size[0]}, {engine.ranked()}) and runs " \
                 f"{backend} {precision}"
     else:
         precision = default_precision(backend, device)

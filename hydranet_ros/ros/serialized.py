@@ -262,9 +262,9 @@ def shares(sizes: Sequence[int], count: int) -> list[list[int]]:
 
 class SideBySide:
     """Publishes a frame's messages from ``threads`` threads at once (the caller's and a
-    small pool), in runs of about equal bytes (``shares``), and returns when all are sent; the first error, if any, is
-    raised after that. Each topic's messages keep their order, as a frame's are all sent
-    before the next frame's begin."""
+    small pool), in runs of about equal bytes (``shares``), and returns when all are sent;
+    the first error, if any, is raised after that. Each topic's messages keep their order,
+    as a frame's are all sent before the next frame's begin."""
 
     def __init__(self, threads: int) -> None:
         self.threads = max(1, threads)
