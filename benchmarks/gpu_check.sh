@@ -16,7 +16,9 @@
 # included), most important first, each under its own cap; each step's output is written as
 # it comes, and a step that no longer fits is skipped with a line saying so. All steps take
 # about 830 s: STEPS names the ones to run, default "bench tests maxpool" (the acceptance
-# figures and the tests), then a second call with STEPS="peak host graphs".
+# figures and the tests), then a second call with STEPS="peak host standin graphs". The bench
+# step's node runs take PIPELINE (default both) and PUBLISH_THREADS (comma-separated, default
+# 1); CAMS and FRAMES shorten it.
 # OUT gets at most 7 files (a device call brings back 8): steps.txt (machine, steps, warnings
 # and errors of the bench runs), tests.txt, bench.txt, bench.json, host.txt, peak.txt,
 # probes.txt (max-pool methods, graphs against eager, kernel profile).
@@ -52,7 +54,7 @@ step() {
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
   df -h /dev/shm | tail -1; } 2>&1 | tee "$OUT/steps.txt"
 if [ -z "$QUICK" ]; then
-  SIZES=480x640,720x1280 RUNS=50 CAMS=1,2,4,8,16 FRAMES=50 SECONDS_PER_RATE=4 RATES=30,60,90,120
+  SIZES=480x640,720x1280 RUNS=50 CAMS=${CAMS:-1,2,4,8,16} FRAMES=${FRAMES:-50} SECONDS_PER_RATE=4 RATES=30,60,90,120
 else
   SIZES=480x640 RUNS=20 CAMS=8 FRAMES=30 SECONDS_PER_RATE=3 RATES=60
 fi
@@ -61,7 +63,8 @@ BENCH=(/tmp/v/bin/hydranet-bench --device "$DEVICE" --delivery-rates '' --accura
 
 # the acceptance figures: engines, cameras, the node end to end (one frame at a time)
 step bench 200 "${BENCH[@]}" --sizes $SIZES --runs $RUNS --cameras $CAMS \
-    --node-frames $FRAMES --peak-rates '' --pipeline both --out /tmp/gpu_check_bench \
+    --node-frames $FRAMES --peak-rates '' --pipeline ${PIPELINE:-both} \
+    --publish-threads ${PUBLISH_THREADS:-1} --out /tmp/gpu_check_bench \
     2>/tmp/gpu_check_bench.err | tee "$OUT/bench.txt"
 cp /tmp/gpu_check_bench/bench.json "$OUT/" 2>/dev/null
 step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_frame_graph.py \
@@ -79,10 +82,15 @@ step peak 150 "${BENCH[@]}" --sizes 480x640 --runs 5 --cameras '' --node-frames 
 # the node's host side on this machine's cores, outputs serialized in place (from 1 and 2
 # threads) against rclpy's messages, and the publishing alone (also from 2 and 4 threads and
 # participants)
-step host 120 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
+step standin 120 $PY benchmarks/gpu_node_host.py --runs 2 --frames 30 --in-place true,false \
     --publish-threads 1,2 \
     2>&1 | grep -v '^\[' | tee "$OUT/host.txt"
 step host 60 $PY benchmarks/publish_probe.py --frames 30 --spread 2,4 2>&1 | grep -v '^\[' \
+    | tee -a "$OUT/host.txt"
+# the same with Fast DDS's asynchronous publication (a thread of its own sends to the
+# transport): whether the consumer gets a frame sooner, not only the publisher done sooner
+RMW_FASTRTPS_PUBLICATION_MODE=ASYNCHRONOUS step host 40 $PY benchmarks/publish_probe.py \
+    --frames 30 --spread '' 2>&1 | grep -v '^\[' | sed 's/^/asynchronous: /' \
     | tee -a "$OUT/host.txt"
 # eager against graphs per precision, and where a batch of 8 cameras spends its time
 [ "$DEVICE" = cpu ] || step graphs 120 $PY benchmarks/cuda_graphs.py --runs 30 --profile \

@@ -21,7 +21,7 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     args = [BENCH, "--sizes", "64x96", "--runs", "2", "--cameras", "1,2", "--node-frames", "2",
             "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
             "--peak-rates", "2,50", "--peak-seconds", "4", "--pipeline", "both",
-            "--out", str(out)]
+            "--publish-threads", "1,2", "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
@@ -54,7 +54,10 @@ def test_bench_writes_table_json_and_chart(tmp_path):
         assert "int8_vs_bf16" not in report
     assert [c["cameras"] for c in report["cameras"]] == [1, 2]
     assert "backend auto picks openvino" in done.stdout
-    assert [node["pipelined"] for node in report["node"]] == [True, False]
+    # a node run per pipeline setting and publish_threads, each with what the node ran
+    assert [(node["pipelined"], node["publish_threads"]) for node in report["node"]] == \
+        [(True, 1), (True, 2), (False, 1), (False, 2)]
+    assert "pipeline enabled: pipelined, publish_threads 2" in done.stdout
     for node in report["node"]:
         assert node["frames"] == 2 and node["node_receipt_to_publish_ms"]["median"] > 0
         assert node["backend"].endswith("on cpu")  # the device the engines were measured on
@@ -79,6 +82,14 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     again = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("text", ["0", "1,x", ","])
+def test_bench_refuses_publish_threads_that_are_no_counts(text):
+    done = subprocess.run([BENCH, "--publish-threads", text], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "--publish-threads" in done.stderr, done.stderr
+    assert not done.stdout
 
 
 def test_losses_count_the_frames_missing_after_the_warm_up():

@@ -39,6 +39,17 @@ PROG = "hydranet-bench"
 NODE_SIZE = (480, 640)
 
 
+def thread_counts(text: str) -> list[int]:
+    """``--publish-threads``: comma-separated counts of at least 1."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts such as 1,2, got '{text}'") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected counts of at least 1, got '{text}'")
+    return counts
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
     parser.add_argument("--weights", help="checkpoint or preset name (default: a seeded "
@@ -63,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                 "both"),
                         help="the node's pipeline parameter for the node measurements; both: "
                         "each measurement with it enabled and disabled")
+    parser.add_argument("--publish-threads", type=thread_counts, default=[1],
+                        help="the node's publish_threads for the node end to end, "
+                        "comma-separated: one run per value (and pipeline setting)")
     parser.add_argument("--delivery-rates", default="2,5", help="camera rates (Hz) for the "
                         "delivery measurement: camera, node and a subscriber as three processes "
                         "('' to skip)")
@@ -174,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                                        for pipeline in pipelines]
             if args.node_frames > 0:
                 report["node"] = [run_node_benchmark(checkpoint, best, str(device),
-                                                     args.node_frames, node_size, pipeline)
-                                  for pipeline in pipelines]
+                                                     args.node_frames, node_size, pipeline,
+                                                     threads)
+                                  for pipeline in pipelines for threads in args.publish_threads]
     args.out.mkdir(parents=True, exist_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     outputs[0].write_text(json.dumps(report, indent=2) + "\n")
@@ -237,7 +252,8 @@ def node_params(best: Row) -> dict:
 
 
 def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
-                       size: tuple[int, int] = NODE_SIZE, pipeline: str = "auto") -> dict | None:
+                       size: tuple[int, int] = NODE_SIZE, pipeline: str = "auto",
+                       publish_threads: int = 1) -> dict | None:
     """The node end to end with the best backend on the benchmark's device, compared with
     that engine's latency."""
     try:
@@ -246,21 +262,25 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
         print(f"{PROG}: node end to end skipped: rclpy is not available ({exc})", file=sys.stderr)
         return None
     result = node_end_to_end(checkpoint, best.backend, best.precision, size, frames,
-                             device=device, params={"pipeline": pipeline})
+                             device=device, params={"pipeline": pipeline,
+                                                    "publish_threads": publish_threads})
     node_ms = result["node_receipt_to_publish_ms"]["median"]
     result["engine_network_ms"] = best.median_ms
     result["engine_with_postprocessing_ms"] = best.predict_ms
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
+    cloud_ms = result["consumer_send_to_reception_p50_ms_by_topic"].get("points")
+    cloud_text = f", the point cloud received {cloud_ms:.1f} ms" if cloud_ms is not None else ""
     print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, "
           f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, "
-          f"consumer in another process, one frame at a time): receipt to last publish "
+          f"publish_threads {publish_threads}, consumer in another process, one frame at a "
+          f"time): receipt to last publish "
           f"{node_ms:.1f} ms median (p90 {result['node_receipt_to_publish_ms']['p90']:.1f}); "
           f"engine {best.median_ms:.1f} ms network, {best.predict_ms:.1f} ms with "
           f"post-processing; node = {result['node_over_engine']:.2f}x the network (its own "
           f"inference and outputs {result['node_inference_ms']['median']:.1f} ms); consumer: "
           f"image sent to last output received "
           f"{result['consumer_send_to_last_reception_ms']['median']:.1f} ms, in its callback "
-          f"{result['consumer_send_to_last_callback_ms']['median']:.1f} ms")
+          f"{result['consumer_send_to_last_callback_ms']['median']:.1f} ms" + cloud_text)
     return result
 
 

@@ -242,6 +242,7 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
                 "frames": len(snap.receipt_latency_s),
                 "pipeline": (params or {}).get("pipeline", "auto"),
                 "pipelined": bench.node.pipelined,
+                "publish_threads": bench.node.param("publish_threads"),
                 "node_receipt_to_publish_ms": _summary(np.asarray(snap.receipt_latency_s) * 1e3),
                 "node_inference_ms": _summary(np.asarray(snap.inference_s) * 1e3),
                 "consumer_send_to_last_reception_ms": _summary(reception),
