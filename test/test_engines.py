@@ -327,3 +327,29 @@ def test_first_export_is_announced_once():
     engine.infer(batch)
     engine.infer(batch)
     assert len(lines) == 1 and lines[0].startswith("exporting the model to onnx for 1x64x64")
+
+
+def test_create_engine_says_the_engines_caveat(monkeypatch):
+    """An engine's caveat on this machine (int8 without VNNI) reaches the user once, as a
+    warning, wherever engines are created (the node, the commands)."""
+    import hydranet_ros.engines as engines
+    model, preset = make_model(6, 2), get_preset("kitti")
+    built = build_engine(model, preset, "torch", CPU, "fp32")
+    built.caveat = "int8 here costs accuracy"
+    monkeypatch.setattr(engines, "build_engine", lambda *args, **kwargs: built)
+    logs: list[str] = []
+    warnings: list[str] = []
+    assert create_engine(model, preset, "torch", "cpu", "fp32", log=logs.append,
+                         warn=warnings.append) is built
+    assert warnings == ["int8 here costs accuracy"] and len(logs) == 1
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu avx2 fma", False), ("fpu avx2 avx_vnni", True), ("avx512f avx512_vnni", True),
+    ("amx_tile amx_int8", True), ("avx512_vnnix", False)])
+def test_cpu_has_vnni_reads_the_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: "
+                       f"{flags}\n")
+    assert openvino_engine.cpu_has_vnni(cpuinfo) is expected
+    assert openvino_engine.cpu_has_vnni(tmp_path / "missing") is None

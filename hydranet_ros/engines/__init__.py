@@ -106,6 +106,8 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
             warn(f"backend {name} not used: it failed to start: {type(exc).__name__}: {exc}")
             continue
         log(f"inference backend: {engine.describe()} ({reason})")
+        if engine.caveat:
+            warn(engine.caveat)
         return engine
     engine = build_engine(model, preset, "torch", torch_device, "fp32")
     log(f"inference backend: {engine.describe()} (fallback)")

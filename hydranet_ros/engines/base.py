@@ -111,6 +111,9 @@ class Engine(ABC):
 
     #: Whether ``device_outputs`` makes the node's output arrays on the engine's device.
     outputs_on_device = False
+    #: What this engine costs on this machine that its user should hear of, in one line
+    #: (``create_engine`` says it as a warning), or None.
+    caveat: str | None = None
 
     def outputs(self, images: list[np.ndarray], net_size: tuple[int, int], wanted: list[set[str]],
                 settings, intrinsics: list) -> list[dict[str, np.ndarray]]:

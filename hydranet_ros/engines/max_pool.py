@@ -1,8 +1,10 @@
 """Stride-1 square max-pools (the 5x5 pools of the chained residual pooling) computed, per
 input shape, the fastest of three equal ways, as measured on the first input of that shape.
 
-The three give the same values bit for bit: a maximum is exact, and all of them pad with
--inf (``test/test_max_pool.py`` checks NaN, infinities, dtypes and layouts):
+The three give the same values bit for bit, in the input's memory layout: a maximum is
+exact, and all of them pad with -inf (``test/test_max_pool.py`` checks NaN, infinities, dtypes
+and layouts). The layout matters too: the next convolution's kernel, and so its rounding,
+depends on it.
 
 - ``window``: PyTorch's k x k pool. On CUDA, ``max_pool2d`` always computes the int64 index
   of every maximum as well (only the CPU has a kernel without them), so it writes five
@@ -44,7 +46,11 @@ def max_pool(x: torch.Tensor, kernel: int, padding: int, method: str) -> torch.T
         nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels-last
         padded = F.pad(nhwc, (0, 0, padding, padding, padding, padding), value=float("-inf"))
         rows = padded.unfold(2, kernel, 1).amax(dim=-1)
-        return rows.unfold(1, kernel, 1).amax(dim=-1).permute(0, 3, 1, 2)
+        pooled = rows.unfold(1, kernel, 1).amax(dim=-1).permute(0, 3, 1, 2)  # channels-last
+        # in the input's layout: the next convolution's kernel, and so its rounding, depends
+        # on it (a copy only for NCHW inputs; the engines' models are channels-last)
+        return pooled if x.is_contiguous(memory_format=torch.channels_last) else \
+            pooled.contiguous()
     raise ValueError(f"unknown max-pool method {method!r} (one of {', '.join(METHODS)})")
 
 

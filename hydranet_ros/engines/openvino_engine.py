@@ -9,6 +9,8 @@ where the CPU has it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..model import HydraNet
@@ -38,6 +40,27 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+#: /proc/cpuinfo flags of the 8-bit dot-product instructions int8 convolutions need to keep
+#: their accuracy: without them (AVX2 alone) oneDNN multiplies bytes into saturating 16-bit
+#: sums.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: What int8 lost without them, for the warning: measured with the bundled weights on 20
+#: held-out frames (``test/test_int8.py``) on an AMD EPYC with AVX2 alone, and with VNNI.
+NO_VNNI_ABS_REL_LOSS, VNNI_ABS_REL_LOSS = 0.012, 0.002
+
+
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU has 8-bit dot products (``VNNI_FLAGS``); None where its flags cannot
+    be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    flags = {flag for line in text.splitlines() if line.startswith("flags")
+             for flag in line.split(":", 1)[-1].split()}
+    return bool(flags & set(VNNI_FLAGS))
+
+
 class OpenVINOEngine(Engine):
     backend = "openvino"
 
@@ -56,6 +79,11 @@ class OpenVINOEngine(Engine):
             except ImportError as exc:
                 raise EngineError(f"int8 needs the 'nncf' package ({exc}); pip install nncf") from None
             self._calibration = check_calibration(calibration, preset)
+            if cpu_has_vnni() is False:
+                self.caveat = (f"int8 on a CPU without VNNI ({', '.join(VNNI_FLAGS)}): its "
+                               "8-bit products saturate and cost accuracy (depth AbsRel "
+                               f"+{NO_VNNI_ABS_REL_LOSS} against fp32 on an AVX2 CPU, "
+                               f"+{VNNI_ABS_REL_LOSS} with VNNI); precision fp32 keeps it")
         #: what the runtime computes in: int8 layers aside, bf16 where the CPU has it
         self._runtime = RUNTIME_PRECISION["bf16" if precision == "int8" and bf16 else
                                           "fp32" if precision == "int8" else precision]
