@@ -164,7 +164,6 @@ def main() -> int:
     for _ in range(args.frames):
         for index, (label, threads, sides) in enumerate(variants):
             make = rclpy_message if label == "rclpy messages" else message_in_place
-            groups = [[names[i] for i in run] for run in shares(sizes, threads)]
             faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             begun = time.perf_counter()
             header = Header(frame_id=f"v{index}")
@@ -175,6 +174,7 @@ def main() -> int:
                 senders[threads].publish([(publishers[0][name], make(name, header, arrays))
                                           for name in names])
             else:
+                groups = [[names[i] for i in run] for run in shares(sizes, threads)]
                 jobs = [pool.submit(send, i, group, header, make, topic_ms[label])
                         for i, group in enumerate(groups)]
                 for job in jobs:

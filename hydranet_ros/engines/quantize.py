@@ -4,8 +4,8 @@ Every convolution (and pooling) runs on the CPU's integer units (VNNI, AMX; on a
 AVX2 alone the 8-bit products saturate and cost accuracy, and the engine says so:
 ``openvino_engine.cpu_has_vnni``) with scales calibrated on unlabelled frames: by default
 held-out synthetic frames (right for the bundled weights, which were trained on that world),
-else a folder of the user's own images, which any other weights need. Calibration frames are resized to the network's input size,
-exactly as the engine resizes live frames.
+else a folder of the user's own images, which any other weights need. Calibration frames
+are resized to the network's input size, exactly as the engine resizes live frames.
 """
 
 from __future__ import annotations

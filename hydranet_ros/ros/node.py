@@ -44,7 +44,7 @@ from .diagnostics import diagnostic_array
 from .lifecycle import run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
-from .serialized import SideBySide, message_in_place, publish, unavailable
+from .serialized import SideBySide, message_in_place, publish_all, unavailable
 
 NODE_NAME = "hydranet"
 #: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
@@ -378,8 +378,7 @@ class HydraNetNode(Node):
             if self._sender is not None:  # serialized in place: all made already
                 self._sender.publish(list(stream))
             else:
-                for publisher, out_msg in stream:
-                    publish(publisher, out_msg)
+                publish_all(stream)
         now = self.get_clock().now()
         stamp_latency = (now.nanoseconds - _stamp_ns(header)) / 1e9
         self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -275,13 +275,13 @@ class SideBySide:
         """``items``: (publisher, message) pairs, in the order one thread would send them."""
         groups = shares([message_size(msg) for _, msg in items], self.threads)
         if self._pool is None or len(groups) < 2:
-            _publish_all(items)
+            publish_all(items)
             return
-        futures = [self._pool.submit(_publish_all, [items[i] for i in group])
+        futures = [self._pool.submit(publish_all, [items[i] for i in group])
                    for group in groups[1:]]
         errors: list[Exception] = []
         try:
-            _publish_all([items[i] for i in groups[0]])
+            publish_all([items[i] for i in groups[0]])
         except Exception as exc:  # noqa: BLE001  raised below, once the others are done
             errors.append(exc)
         for future in futures:
@@ -297,6 +297,8 @@ class SideBySide:
             self._pool.shutdown(wait=True)
 
 
-def _publish_all(items: Sequence[tuple[object, object]]) -> None:
+def publish_all(items: Iterable[tuple[object, object]]) -> None:
+    """(publisher, message) pairs published one after another, each as it is reached (a
+    generator may make the next message meanwhile)."""
     for publisher, msg in items:
         publish(publisher, msg)
