@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--in-place", default="true",
                         help="the node's publish_in_place, true and/or false, comma-separated "
                              "to compare in turns")
-    parser.add_argument("--publish-threads", default="2",
+    parser.add_argument("--publish-threads", default="1",
                         help="the node's publish_threads (in place only), comma-separated to "
                              "compare in turns")
     args = parser.parse_args()
