@@ -91,6 +91,22 @@ def test_a_candidate_that_fails_is_left_out_with_one_warning_line():
     assert set(engine.timings) == {"fake fp16"}
 
 
+def test_create_engine_passes_its_warnings_to_the_measurement(monkeypatch):
+    """Where engines are created (the node, the commands), a precision that fails on the
+    first frame is a warning, not an info line."""
+    import hydranet_ros.engines as engines
+    monkeypatch.setattr(engines, "measured_precisions", lambda backend, device: ("bf16", "fp32"))
+    built = iter([Sleeper("bf16", 0.0, fail=True), Sleeper("fp32", 0.001)])
+    monkeypatch.setattr(engines, "TorchEngine", lambda *args, **kwargs: next(built))
+    logs: list[str] = []
+    warnings: list[str] = []
+    engine = create_engine(make_model(6, 2), PRESET, "torch", "cpu", log=logs.append,
+                           warn=warnings.append)
+    assert engine.predict([None], (4, 4), PARTS) == ["fp32"]
+    assert len(warnings) == 1 and warnings[0].startswith("fake bf16 on cpu not used"), warnings
+    assert not any("not used" in line for line in logs), logs
+
+
 def test_when_every_candidate_fails_the_first_error_is_raised():
     engine = FastestEngine([Sleeper("fp16", 0.0, fail=True), Sleeper("bf16", 0.0, fail=True)],
                            warn=lambda _: None)

@@ -46,8 +46,9 @@ def default_precision(backend: str, device: torch.device) -> str:
 
 def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.device,
                  precision: str = "auto", log: Log | None = None,
-                 calibration: str | None = None) -> Engine:
-    """Exactly the backend asked for, or EngineError; ``log`` hears of one-time exports.
+                 calibration: str | None = None, warn: Log | None = None) -> Engine:
+    """Exactly the backend asked for, or EngineError; ``log`` hears of one-time exports,
+    ``warn`` of a precision that failed where ``auto`` measures them (``fastest.py``).
     ``calibration`` (int8): a folder of images, or 'synthetic'; None is the preset's default."""
     if backend == "reference":
         if precision not in ("auto", "fp32"):
@@ -57,7 +58,7 @@ def build_engine(model: HydraNet, preset: Preset, backend: str, device: torch.de
         measured = measured_precisions(backend, device)
         if backend == "torch" and len(measured) > 1:
             return FastestEngine([TorchEngine(model, preset, device, choice, log=log)
-                                  for choice in measured], log=log)
+                                  for choice in measured], log=log, warn=warn)
         precision = default_precision(backend, device)
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision '{precision}' (use auto, {', '.join(PRECISIONS)})")
@@ -98,7 +99,8 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
         raise EngineError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
     for name, reason in candidates:
         try:
-            engine = build_engine(model, preset, name, torch_device, precision, log, calibration)
+            engine = build_engine(model, preset, name, torch_device, precision, log, calibration,
+                                  warn)
         except EngineError as exc:
             warn(f"backend {name} not used: {exc}")
             continue
