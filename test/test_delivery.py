@@ -17,7 +17,13 @@ from hydranet_ros.ros.transport import PROFILE_VARIABLES  # noqa: E402
 #: The camera renders a 640x480 frame in about 0.15 s of one core and the node needs about as
 #: long on the other; 2 Hz leaves this 2-core machine room for the subscriber.
 RATE_HZ = 2.0
-FRAMES = 20
+FRAMES = 30
+#: Frames the node must process for the shares to mean something. The first frames can go
+#: before the camera and the node have met and while the node's first frame waits for its
+#: one-time export: in a full run on a 2-core AMD EPYC (AVX2), 11 of 20 frames (5.5 s) went
+#: that way (the export began 3.4 s after the camera's first frame). 30 frames leave 10
+#: processed frames after up to 10 s of that.
+MIN_PROCESSED = 10
 MIN_SHARE = 0.9
 #: What the semantic segmentation layer subscribes to, and its QoS depth.
 LAYER_OUTPUTS = ("labels", "confidence", "points")
@@ -36,7 +42,7 @@ def test_best_effort_subscriber_gets_what_a_navigation_stack_needs(ros, tmp_path
     assert "Error" not in node_log  # Fast DDS reports a bad XML profile as an error
     assert "[WARN]" not in node_log  # nothing to warn about on a healthy start
     processed = run["frames_processed"]
-    assert processed >= FRAMES // 2, run
+    assert processed >= MIN_PROCESSED, run
     for topic in ("points", "depth/image", "segmentation/labels", "segmentation/confidence"):
         assert run["outputs"][topic]["best_effort"]["share"] >= MIN_SHARE, (topic, run)
     # the layer pairs mask, confidence and cloud by stamp: they arrive for the same frames
