@@ -21,8 +21,10 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     args = [BENCH, "--sizes", "64x96", "--runs", "2", "--cameras", "1,2", "--node-frames", "2",
             "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
             "--peak-rates", "2,50", "--peak-seconds", "4", "--pipeline", "both",
-            "--publish-threads", "1,2", "--out", str(out)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300,
+            "--publish-threads", "1,2", "--accuracy-frames", "3", "--out", str(out)]
+    # about 250 s on a 2-core AMD EPYC with AVX2 alone (four int8 calibrations, eight node
+    # runs), near the 300 s this limit was
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert "speed-up" in done.stdout and "reference" in done.stdout
@@ -52,6 +54,14 @@ def test_bench_writes_table_json_and_chart(tmp_path):
         assert "openvino int8 against bf16, measured in turns" in done.stdout
     else:
         assert "int8_vs_bf16" not in report
+    # the accuracy cost of each CPU precision, on the bundled weights' held-out frames
+    accuracy = report["accuracy"]
+    assert {"reference fp32", "openvino fp32"} <= set(accuracy), accuracy.keys()
+    assert all(entry["frames"] == 3 for entry in accuracy.values())
+    assert accuracy["reference fp32"]["labels_agree_with_baseline"] == 1.0
+    assert accuracy["openvino fp32"]["labels_agree_with_baseline"] >= 0.999
+    assert all(0.9 <= entry["miou"] <= 1.0 for entry in accuracy.values()), accuracy
+    assert "accuracy (bundled weights, 3 held-out frames" in done.stdout
     assert [c["cameras"] for c in report["cameras"]] == [1, 2]
     assert "backend auto picks openvino" in done.stdout
     # a node run per pipeline setting and publish_threads, each with what the node ran
