@@ -22,8 +22,8 @@ def test_bench_writes_table_json_and_chart(tmp_path):
             "--delivery-rates", "2", "--delivery-frames", "4", "--node-size", "96x128",
             "--peak-rates", "2,50", "--peak-seconds", "4", "--pipeline", "both",
             "--publish-threads", "1,2", "--accuracy-frames", "3", "--out", str(out)]
-    # about 250 s on a 2-core AMD EPYC with AVX2 alone (four int8 calibrations, eight node
-    # runs), near the 300 s this limit was
+    # about 250 s on a 2-core AMD EPYC with AVX2 alone (four int8 calibrations, nine runs
+    # of the node), near the 300 s this limit was
     done = subprocess.run(args, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr

@@ -47,8 +47,8 @@ def max_pool(x: torch.Tensor, kernel: int, padding: int, method: str) -> torch.T
         padded = F.pad(nhwc, (0, 0, padding, padding, padding, padding), value=float("-inf"))
         rows = padded.unfold(2, kernel, 1).amax(dim=-1)
         pooled = rows.unfold(1, kernel, 1).amax(dim=-1).permute(0, 3, 1, 2)  # channels-last
-        # in the input's layout: the next convolution's kernel, and so its rounding, depends
-        # on it (a copy only for NCHW inputs; the engines' models are channels-last)
+        # in the input's layout (see above; a copy only for NCHW inputs, the engines' models
+        # are channels-last)
         return pooled if x.is_contiguous(memory_format=torch.channels_last) else \
             pooled.contiguous()
     raise ValueError(f"unknown max-pool method {method!r} (one of {', '.join(METHODS)})")
