@@ -18,6 +18,10 @@ from .postprocess import Prediction
 from .presets import Preset
 from .visualize import PLASMA_RGB, label_palette
 
+#: The entry of ``DeviceOutputs.compute`` that carries the point cloud's ``dense_flag`` through
+#: the one transfer; ``unpack`` turns it into ``FrameArrays.cloud_is_dense``.
+CLOUD_DENSE = "points_is_dense"
+
 
 def label_colors(labels: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     """(H, W) ids -> (H, W, 3) uint8 through the 256-entry palette (ids past the classes get
@@ -88,6 +92,13 @@ def point_cloud(depth: torch.Tensor, intr: Intrinsics, colors: torch.Tensor,
     return cloud if organized else cloud[valid][None]
 
 
+def dense_flag(cloud: torch.Tensor) -> torch.Tensor:
+    """(1,) uint8: 1 where no point of the cloud has a NaN z (PointCloud2's ``is_dense``, as
+    ``conversions.cloud_is_dense`` decides it on the host). Made on the device, so that the
+    host need not read the whole cloud back through its cache to fill one byte."""
+    return torch.isnan(cloud[..., 2]).any().logical_not().to(torch.uint8).reshape(1)
+
+
 class DeviceOutputs:
     """The tables of one preset on one device, and the outputs of a frame made there."""
 
@@ -121,7 +132,8 @@ class DeviceOutputs:
                 normals: torch.Tensor | None, confidence: torch.Tensor | None,
                 settings: OutputSettings, wanted: set[str],
                 intrinsics: Intrinsics | None = None) -> dict[str, torch.Tensor]:
-        """The wanted outputs, as ``outputs.compute_outputs`` makes them, on the device."""
+        """The wanted outputs, as ``outputs.compute_outputs`` makes them, on the device; with
+        the point cloud, its ``dense_flag`` as ``CLOUD_DENSE``."""
         from .visualize import depth_range
         max_depth = effective_max_depth(self.preset, settings)
         metric = metric_depth(depth, max_depth) if depth is not None else None
@@ -147,6 +159,7 @@ class DeviceOutputs:
                 metric, intrinsics, source, labels, settings.pointcloud_stride, cloud_max,
                 self.excluded(settings.pointcloud_exclude_classes),
                 settings.pointcloud_organized)
+            out[CLOUD_DENSE] = dense_flag(out["points"])
         if "overlay" in wanted:
             out["overlay"] = overlay(rgb, colors, settings.overlay_alpha)
         if "depth_color" in wanted:
@@ -213,18 +226,31 @@ def to_host(packed: torch.Tensor) -> torch.Tensor:
 class FrameArrays(dict):
     """One frame's output arrays by name, as ``unpack`` makes them: views of a packed host
     buffer, each with ROOM_BEFORE and ROOM_AFTER bytes around it that belong to no array.
-    ``room`` gives the buffer and the offset of an output still laid out so."""
+    ``room`` gives the buffer and the offset of an output still laid out so;
+    ``cloud_is_dense`` the point cloud's ``is_dense`` where the device made it (None: the
+    host decides)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], buffer: np.ndarray,
-                 offsets: dict[str, int]) -> None:
+                 offsets: dict[str, int], cloud_is_dense: bool | None = None) -> None:
         super().__init__(arrays)
         self.buffer = buffer
         self._placed = {name: (arrays[name], offset) for name, offset in offsets.items()}
+        self._cloud = arrays.get("points")
+        self._cloud_is_dense = cloud_is_dense
+
+    @property
+    def cloud_is_dense(self) -> bool | None:
+        """Whether the point cloud has no NaN point, as the device found; None where unknown
+        or where the cloud is no longer the array it was found for."""
+        if self._cloud is None or self.get("points") is not self._cloud:
+            return None
+        return self._cloud_is_dense
 
     def copy(self) -> FrameArrays:
         """A new dict of the same arrays, laid out as before."""
         return FrameArrays(dict(self), self.buffer,
-                           {name: offset for name, (_, offset) in self._placed.items()})
+                           {name: offset for name, (_, offset) in self._placed.items()},
+                           self._cloud_is_dense)
 
     def room(self, name: str) -> tuple[np.ndarray, int] | None:
         """(the byte buffer, where the output's bytes start in it), or None where the output
@@ -242,8 +268,12 @@ def unpack(buffer: np.ndarray, layouts: list[list[tuple]]) -> list[FrameArrays]:
     for layout in layouts:
         arrays: dict[str, np.ndarray] = {}
         offsets: dict[str, int] = {}
+        dense = None
         for name, dtype, shape, size, offset in layout:
             chunk = buffer[offset:offset + size]
+            if name == CLOUD_DENSE:
+                dense = bool(chunk[0])
+                continue
             offsets[name] = offset
             if name == "points":
                 arrays[name] = chunk.view(POINT_DTYPE).reshape(shape[:-1])
@@ -252,7 +282,7 @@ def unpack(buffer: np.ndarray, layouts: list[list[tuple]]) -> list[FrameArrays]:
         if "labels" in arrays and arrays["labels"].dtype == np.int32:  # > 256 classes
             arrays["labels"] = arrays["labels"].astype(np.uint16)  # not in the buffer
             del offsets["labels"]
-        frames.append(FrameArrays(arrays, buffer, offsets))
+        frames.append(FrameArrays(arrays, buffer, offsets, dense))
     return frames
 
 

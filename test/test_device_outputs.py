@@ -56,6 +56,7 @@ def test_device_outputs_are_the_host_bytes(frames, settings):
         device = download(maker.compute(torch.from_numpy(rgb), **prediction_tensors(pred, CPU),
                                         settings=settings, wanted=ALL, intrinsics=intr))
         assert sorted(device) == sorted(host)
+        assert device.cloud_is_dense is (not np.isnan(host["points"]["z"]).any())
         for name, array in host.items():
             got = device[name]
             assert got.dtype == array.dtype and got.shape == array.shape, name

@@ -22,10 +22,10 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from hydranet_ros.device_outputs import (ALIGNMENT, ROOM_AFTER, ROOM_BEFORE, FrameArrays,  # noqa: E402
-                                         pack, unpack)
+from hydranet_ros.device_outputs import (ALIGNMENT, CLOUD_DENSE, ROOM_AFTER, ROOM_BEFORE,  # noqa: E402
+                                         FrameArrays, dense_flag, pack, unpack)
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
-from hydranet_ros.ros import serialized  # noqa: E402
+from hydranet_ros.ros import conversions, serialized  # noqa: E402
 from hydranet_ros.ros.conversions import frame_message_stream, output_message  # noqa: E402
 from hydranet_ros.ros.serialized import (SerializedMessage, SideBySide, in_place,  # noqa: E402
                                          message_in_place, publish, shares, unavailable)
@@ -132,6 +132,33 @@ def test_no_room_means_rclpys_message():
     replaced["depth"] = arrays["depth"].copy()
     assert in_place("depth", header("c"), replaced) is None
     assert in_place("normals", header("c"), replaced) is not None  # the others still are
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_the_clouds_is_dense_made_on_the_device_is_used_without_reading_the_cloud(
+        nan, monkeypatch):
+    """A CUDA engine's frame carries the cloud's is_dense (``device_outputs.dense_flag``), so
+    the in-place message takes it instead of scanning the cloud on the host; the flag is no
+    output of its own, and is dropped where the cloud was replaced."""
+    frame = frame_tensors(8, nan=nan)
+    frame[CLOUD_DENSE] = dense_flag(frame["points"])
+    packed, layouts = pack([frame])
+    arrays = unpack(packed.numpy(), layouts)[0]
+    assert CLOUD_DENSE not in arrays and arrays.cloud_is_dense is (not nan)
+    expected = output_message("points", header("c"), arrays["points"])  # scans the cloud
+
+    def no_scan(cloud):
+        raise AssertionError("the cloud was scanned on the host")
+    monkeypatch.setattr(conversions, "cloud_is_dense", no_scan)
+    msg = in_place("points", header("c"), arrays)
+    assert fields_of(msg, PointCloud2) == fields_of(expected, PointCloud2)
+    assert fields_of(msg, PointCloud2).is_dense is (not nan)
+    assert arrays.copy().cloud_is_dense is (not nan)
+    replaced = arrays.copy()
+    replaced["points"] = arrays["points"].copy()
+    assert replaced.cloud_is_dense is None
+    with pytest.raises(AssertionError, match="scanned on the host"):
+        output_message("points", header("c"), replaced["points"])
 
 
 @pytest.fixture

@@ -226,12 +226,18 @@ def point_fields(cloud: np.ndarray) -> list[tuple[str, int, int, int]]:
             for name, (dtype, offset) in cloud.dtype.fields.items()]
 
 
-def pointcloud_fields(cloud: np.ndarray) -> dict:
+def cloud_is_dense(cloud: np.ndarray) -> bool:
+    """PointCloud2's ``is_dense``: no point is invalid (a NaN z)."""
+    return not bool(np.isnan(cloud["z"]).any())
+
+
+def pointcloud_fields(cloud: np.ndarray, is_dense: bool | None = None) -> dict:
     """The fields of the PointCloud2 of a C-contiguous POINT_DTYPE cloud besides header,
-    ``fields`` (``point_fields``) and data: organized when it has several rows."""
+    ``fields`` (``point_fields``) and data: organized when it has several rows. ``is_dense``
+    where already known (made on the GPU), else read from the cloud."""
     return dict(height=cloud.shape[0], width=cloud.shape[1], is_bigendian=False,
                 point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * cloud.shape[1],
-                is_dense=not bool(np.isnan(cloud["z"]).any()))
+                is_dense=cloud_is_dense(cloud) if is_dense is None else is_dense)
 
 
 def image_message(header, array: np.ndarray, kit: MessageKit | None = None):

@@ -99,9 +99,11 @@ def image_prefix(header, array: np.ndarray) -> bytes:
     return bytes(cdr.out)
 
 
-def pointcloud_parts(header, cloud: np.ndarray) -> tuple[bytes, bytes]:
-    """A PointCloud2's serialized bytes before its data and after (``is_dense``)."""
-    fields = pointcloud_fields(cloud)
+def pointcloud_parts(header, cloud: np.ndarray,
+                     is_dense: bool | None = None) -> tuple[bytes, bytes]:
+    """A PointCloud2's serialized bytes before its data and after (``is_dense``, where not
+    given read from the cloud)."""
+    fields = pointcloud_fields(cloud, is_dense)
     cdr = _Cdr()
     cdr.header(header)
     cdr.u32(fields["height"])
@@ -137,7 +139,10 @@ def in_place(name: str, header, arrays: Mapping[str, np.ndarray]) -> SerializedM
     buffer, offset = placed
     array = arrays[name]
     if name == "points":
-        prefix, suffix, type_name = *pointcloud_parts(header, array), POINTCLOUD2_TYPE
+        # is_dense as the GPU found it: reading a cloud that came back by DMA costs the
+        # host about 0.35 ms at 640x480
+        dense = getattr(arrays, "cloud_is_dense", None)
+        prefix, suffix, type_name = *pointcloud_parts(header, array, dense), POINTCLOUD2_TYPE
     else:
         prefix, suffix, type_name = image_prefix(header, array), b"", IMAGE_TYPE
     if len(prefix) > ROOM_BEFORE:  # the suffix (at most 1 byte) always fits ROOM_AFTER
