@@ -5,19 +5,19 @@
 
 A frame of the node's outputs at 640x480 (labels, confidence, four colour views, depth,
 normals, an organized point cloud: 15.1 MB) laid out as a CUDA engine returns them
-(``device_outputs.pack``), published to a subscriber in another process as hydranet_node
-publishes them (in its order), in turns: as rclpy messages, serialized in place
-(``ros/serialized.py``), and for each ``--spread`` k serialized in place from k threads, first
-on one DDS participant (the node's ``publish_threads``: ``serialized.SideBySide``), then on k
-participants (one rclpy context each, its run sent from a pool thread). Fast DDS copies each
-sample twice: into the writer's payload, under that writer's lock, and into the shared-memory
-segment, under a lock of the whole participant; threads can overlap the first copies only,
-participants both. The outputs are cut into runs of about equal bytes in the node's order,
-as the node cuts them (``serialized.shares``). Per variant: the median wall time of a frame's
-publish and the page faults it took; what the subscriber saw (the median time from the start
-of a frame's publish to its receipt of the frame's last message and of its point cloud, as its
-callbacks run: the consumer's view); and per topic, for the one-thread variants, each
-message's publish.
+(``device_outputs.pack``, the cloud's ``is_dense`` flag included), published to a subscriber in
+another process as hydranet_node publishes them (in its order), in turns: as rclpy messages,
+serialized in place (``ros/serialized.py``), and for each ``--spread`` k serialized in place
+from k threads, first on one DDS participant (the node's ``publish_threads``:
+``serialized.SideBySide``), then on k participants (one rclpy context each, its run sent from a
+pool thread). Fast DDS copies each sample twice: into the writer's payload, under that writer's
+lock, and into the shared-memory segment, under a lock of the whole participant; threads can
+overlap the first copies only, participants both. The outputs are cut into runs of about equal
+bytes in the node's order, as the node cuts them (``serialized.shares``). Per variant: the
+median wall time of a frame's publish and the page faults it took; what the subscriber saw (the
+median time from the start of a frame's publish to its receipt of the frame's last message and
+of its point cloud, as its callbacks run: the consumer's view); and per topic, for the
+one-thread variants, each message's publish.
 """
 
 from __future__ import annotations
@@ -108,13 +108,14 @@ def main() -> int:
 
     import torch
 
-    from hydranet_ros.device_outputs import pack, unpack
+    from hydranet_ros.device_outputs import CLOUD_DENSE, dense_flag, pack, unpack
     from hydranet_ros.ros.conversions import output_message, rclpy_kit
     from hydranet_ros.ros.serialized import SideBySide, message_in_place, publish, shares
 
     tensors = {name: torch.from_numpy(array.view(np.float32).reshape(*array.shape, 5))
                if name == "points" else torch.from_numpy(array)
                for name, array in frame_arrays(np.random.default_rng(0)).items()}
+    tensors[CLOUD_DENSE] = dense_flag(tensors["points"])  # as the CUDA engine sends the cloud
     packed, layouts = pack([tensors])
     arrays = unpack(packed.numpy(), layouts)[0]
     names = list(arrays)
