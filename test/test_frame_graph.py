@@ -133,6 +133,8 @@ def test_graphs_replay_what_eager_computes(model, frames, precision):
         assert sorted(got_out) == sorted(want_out)
         assert (got_out["labels"] == want_out["labels"]).mean() >= 0.999
         assert got_out["points"].shape == size
+        for out in (got_out, want_out):  # the flag made in the graph is the cloud's
+            assert out.cloud_is_dense is (not np.isnan(out["points"]["z"]).any())
     assert graphed.graphs.captured() == 2 and eager.graphs.captured() == 0
 
 
