@@ -16,7 +16,7 @@ from hydranet_ros.cli import export as export_cli
 from hydranet_ros.engines import EngineError, build_engine, create_engine
 from hydranet_ros.engines import openvino_engine
 from hydranet_ros.engines.base import normalization_table, normalize_nhwc
-from hydranet_ros.engines.export import cached_export
+from hydranet_ros.engines.export import cached_export, convert_to_ir
 from hydranet_ros.engines.torch_engine import TorchEngine, fold_batchnorm
 from hydranet_ros.evaluation import held_out_frame
 from hydranet_ros.postprocess import CONFIDENCE, PARTS
@@ -293,6 +293,17 @@ def test_a_tampered_cache_is_rebuilt_not_trusted(fmt):
     assert cached_export(model, fmt, (64, 64), 1, log=lines.append) == path
     assert tampered.read_bytes() == original
     assert "the cached copy failed verification" in lines[0]
+
+
+def test_a_failed_openvino_conversion_is_one_line_and_leaves_nothing(tmp_path):
+    """The conversion runs in a process of its own (``convert_to_ir``): its failure comes
+    back as one line naming it, and no IR is left behind."""
+    import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(EngineError, match="OpenVINO conversion of the ONNX model failed: ") as info:
+        convert_to_ir(broken, tmp_path / "model.xml", fp16=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "model.xml").exists()
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -82,15 +84,35 @@ def export(model: HydraNet, fmt: str, path: Path, size: tuple[int, int], batch: 
         if fmt == "onnx":
             os.replace(onnx_path, path)
             return
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise EngineError(f"OpenVINO export needs the 'openvino' package ({exc})") from None
         ir_path = Path(tmp) / "model.xml"
-        ov.save_model(ov.convert_model(str(onnx_path)), str(ir_path),
-                      compress_to_fp16=precision == "fp16")
+        convert_to_ir(onnx_path, ir_path, precision == "fp16")
         os.replace(ir_path.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(ir_path, path)
+
+
+#: Run by ``convert_to_ir`` in a process of its own: ONNX file, IR file, "1" for fp16 weights.
+_CONVERT = """
+import sys
+try:
+    import openvino as ov
+except ImportError as exc:
+    sys.exit(f"OpenVINO export needs the 'openvino' package ({exc})")
+ov.save_model(ov.convert_model(sys.argv[1]), sys.argv[2], compress_to_fp16=sys.argv[3] == "1")
+"""
+
+
+def convert_to_ir(onnx_path: Path, ir_path: Path, fp16: bool) -> None:
+    """OpenVINO's model conversion of the ONNX file, in a fresh Python process. The
+    conversion reports usage (OpenVINO's telemetry, unless the user opted out with
+    ``opt_in_out --opt_out``) from a forked child; forked from a process with other threads
+    (a node's DDS threads, Ray's gRPC threads in the tests), that child can deadlock in the
+    resolver, ignore the SIGTERM meant to end it (rclpy handles SIGTERM) and hold the whole
+    process at exit. A process of its own has no such threads and ends with the conversion."""
+    result = subprocess.run([sys.executable, "-c", _CONVERT, str(onnx_path), str(ir_path),
+                             "1" if fp16 else "0"], capture_output=True, text=True)
+    if result.returncode != 0 or not ir_path.exists():
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise EngineError(f"OpenVINO conversion of the ONNX model failed: {lines[-1]}")
 
 
 def file_digest(path: Path) -> str:
