@@ -235,16 +235,13 @@ class FrameArrays(dict):
         super().__init__(arrays)
         self.buffer = buffer
         self._placed = {name: (arrays[name], offset) for name, offset in offsets.items()}
-        self._cloud = arrays.get("points")
         self._cloud_is_dense = cloud_is_dense
 
     @property
     def cloud_is_dense(self) -> bool | None:
         """Whether the point cloud has no NaN point, as the device found; None where unknown
-        or where the cloud is no longer the array it was found for."""
-        if self._cloud is None or self.get("points") is not self._cloud:
-            return None
-        return self._cloud_is_dense
+        or where the cloud is no longer the array laid out (and found so) in the buffer."""
+        return self._cloud_is_dense if self.room("points") is not None else None
 
     def copy(self) -> FrameArrays:
         """A new dict of the same arrays, laid out as before."""

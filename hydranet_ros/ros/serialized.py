@@ -139,9 +139,7 @@ def in_place(name: str, header, arrays: Mapping[str, np.ndarray]) -> SerializedM
     buffer, offset = placed
     array = arrays[name]
     if name == "points":
-        # is_dense as the GPU found it: reading a cloud that came back by DMA costs the
-        # host about 0.35 ms at 640x480
-        dense = getattr(arrays, "cloud_is_dense", None)
+        dense = getattr(arrays, "cloud_is_dense", None)  # see device_outputs.dense_flag
         prefix, suffix, type_name = *pointcloud_parts(header, array, dense), POINTCLOUD2_TYPE
     else:
         prefix, suffix, type_name = image_prefix(header, array), b"", IMAGE_TYPE
