@@ -24,6 +24,11 @@ T = TypeVar("T")
 HANDOVER_YIELDS = 3
 
 
+def yield_lock() -> None:
+    """Lets other Python threads run for a moment: a sleep of nothing releases the lock."""
+    time.sleep(0)
+
+
 class LatestSlots(Generic[T]):
     def __init__(self, keys: tuple[Hashable, ...] = ("",)) -> None:
         self.keys = keys
@@ -35,7 +40,7 @@ class LatestSlots(Generic[T]):
     def put(self, item: T, key: Hashable = "") -> bool:
         """Store ``item`` for ``key``; True if it replaced one never taken (a dropped frame).
 
-        Where a consumer was waiting, yields the interpreter's lock (``time.sleep(0)``) until
+        Where a consumer was waiting, yields the interpreter's lock (``yield_lock``) until
         it has taken the item, at most HANDOVER_YIELDS times, so that it runs now rather than
         whenever this thread next blocks; the producer never waits for the consumer.
         """
@@ -47,7 +52,7 @@ class LatestSlots(Generic[T]):
         for _ in range(HANDOVER_YIELDS if woken else 0):
             if self._items.get(key) is not item:
                 break  # taken (or replaced already)
-            time.sleep(0)
+            yield_lock()
         return replaced
 
     def take_all(self, timeout: float | None = None, gather_s: float = 0.0) -> dict[Hashable, T]:

@@ -85,7 +85,7 @@ def test_a_woken_consumer_runs_before_the_producer_next_blocks():
 def test_a_producer_with_nobody_waiting_does_not_yield(monkeypatch):
     import hydranet_ros.latest as latest
     yields = []
-    monkeypatch.setattr(latest.time, "sleep", lambda seconds: yields.append(seconds))
+    monkeypatch.setattr(latest, "yield_lock", lambda: yields.append(1))
     slots: LatestSlots[int] = LatestSlots()
     for item in range(5):
         slots.put(item)
