@@ -143,7 +143,10 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
     argmax), written to image column ``column[i]``; ``best`` may have no rows (not wanted)."""
     width = rows.shape[2]
     top = np.empty(width, np.float32)
-    label = np.empty(width, labels.dtype)
+    # the running labels as 32-bit integers, the width of the scores: with the labels' own
+    # uint8, LLVM did not vectorise the class loop (31.5 ms against 9 ms of one core at
+    # 640x480, 40 classes, on an AMD EPYC with AVX2)
+    label = np.empty(width, np.int32)
     for y in range(y0, y1):
         k0, k1 = index[y, 0] - r0, index[y, 1] - r0
         k2, k3 = index[y, 2] - r0, index[y, 3] - r0
@@ -158,7 +161,7 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
                 v = s0[x] * b0 + (s1[x] * b1 + (s2[x] * b2 + s3[x] * b3))
                 greater = v > top[x]
                 top[x] = v if greater else top[x]
-                label[x] = c if greater else label[x]
+                label[x] = np.int32(c) if greater else label[x]
         out = labels[y]
         for i in range(width):
             out[column[i]] = label[i]
