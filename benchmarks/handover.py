@@ -48,10 +48,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=40)
     args = parser.parse_args()
     keep_freed_memory()  # as hydranet_node does
-    backend, params = ("openvino", {}) if args.engine == "openvino" else ("torch", {"pipeline": "enabled"})
-    if args.engine == "standin":
+    backend, params = "openvino", {}
+    if args.engine == "standin":  # a CUDA engine's outputs, pipelined as 'auto' runs them
         from gpu_node_host import stand_in_engine
         predictor_module.create_engine = stand_in_engine
+        backend, params = "torch", {"pipeline": "enabled"}
     torch.manual_seed(0)
     print(f"hand-over of each image to the worker, {args.engine} engine, 640x480, 40 classes, 3 "
           f"tasks, every output, {args.frames} frames per run, consumer in another process; "
@@ -76,7 +77,8 @@ def main() -> int:
                       f"cloud {cloud:.1f}, last output {last:.1f}", flush=True)
     for yields, values in hosts.items():
         print(f"yields {yields}: rest (receipt to last publish less inference) per round "
-              f"{' / '.join(f'{v:.1f}' for v in values)} ms, median {statistics.median(values):.1f}")
+              f"{' / '.join(f'{v:.1f}' for v in values)} ms, "
+              f"median {statistics.median(values):.1f}")
     return 0
 
 
