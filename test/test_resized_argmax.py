@@ -63,3 +63,26 @@ def test_cubic_weights_sum_to_one_and_indices_stay_inside():
         index, weights = resized_argmax.cubic_table(n_src, n_dst)
         assert index.min() >= 0 and index.max() <= n_src - 1
         assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_non_finite_scores_never_win_and_a_broken_first_class_stays():
+    """NaN and infinite scores, spread by the resize as OpenCV spreads them: the labels follow
+    the running maximum's rule (class 0 first; a later class wins only where its score is
+    strictly greater), so a NaN score never wins and a NaN first score is never beaten; the
+    compiled update (numba's max, a select) must keep that rule exactly."""
+    rng = np.random.default_rng(11)
+    logits = rng.normal(size=(12, 30, 40)).astype(np.float32)
+    logits[0, 3:5, 4:9] = np.nan
+    logits[5, 20, 10:20] = np.nan
+    logits[7, 12, 30] = np.inf
+    logits[8, 25:27, 2] = -np.inf
+    size = (120, 160)
+    labels, best = compiled(logits, size)
+    resized = release_resize(logits, size)
+    expected_best, expected = resized[..., 0].copy(), np.zeros(size, np.int64)
+    for c in range(1, logits.shape[0]):
+        greater = resized[..., c] > expected_best
+        expected[greater], expected_best[greater] = c, resized[..., c][greater]
+    assert np.isnan(resized).any(axis=2).sum() > 100  # the resize did spread the NaNs
+    assert np.array_equal(labels, expected)
+    assert np.array_equal(best, expected_best, equal_nan=True)
