@@ -57,17 +57,16 @@ def colorize_normals(normals: np.ndarray) -> np.ndarray:
 
     In float32, in place: negating z first makes one expression serve all channels
     (1 - z == 1 + (-z) exactly), and (v / 2) * 255 == v * 127.5 exactly (halving is exact),
-    so the bytes are those of the formula as written, in three passes fewer.
+    so the bytes are those of the formula as written, in three passes fewer. z is negated in
+    a copy rather than by multiplying with (1, 1, -1): numpy broadcasts a 3-element operand
+    element by element (2.3 against 0.25 ms at 640x480).
     """
-    scaled = np.multiply(normals, NORMAL_SIGNS)
+    scaled = np.array(normals, dtype=np.float32)
+    np.negative(scaled[..., 2], out=scaled[..., 2])
     np.add(scaled, np.float32(1.0), out=scaled)
     np.multiply(scaled, np.float32(127.5), out=scaled)
     np.fmax(scaled, np.float32(0.0), out=scaled)  # NaN -> 0
     return scaled.astype(np.uint8)
-
-
-#: x and y as they are, z negated (the camera looks along +z; a surface facing it is blue).
-NORMAL_SIGNS = np.array([1.0, 1.0, -1.0], dtype=np.float32)
 
 
 def _titled(title: str, rgb: np.ndarray) -> np.ndarray:

@@ -116,7 +116,12 @@ def test_depth_colours():
 
 def test_normal_colours():
     normals = np.array([[[0, 0, -1], [1, 0, 0], [0, -1, 0]]], dtype=np.float32)
+    kept = normals.copy()
     assert colorize_normals(normals).tolist() == [[[127, 127, 255], [255, 127, 127], [127, 0, 127]]]
+    assert np.array_equal(normals, kept)  # the node publishes the same normals too
+    # a strided view (every other column) gives the colours of its pixels
+    assert colorize_normals(np.repeat(normals, 2, axis=1)[:, ::2]).tolist() == \
+        colorize_normals(normals).tolist()
 
 
 def test_normal_colours_are_the_formula_as_written_bit_for_bit():
