@@ -50,9 +50,20 @@ class Intrinsics:
         return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height))
 
 
+def invalid_as_nan(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``values`` with NaN where ``invalid``: a copy, then the NaNs written
+    where the mask says (0.08 against 0.28 ms for ``np.where`` at 640x480)."""
+    out = np.array(values, dtype=np.float32)
+    np.copyto(out, np.float32(np.nan), where=invalid)
+    return out
+
+
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 -> (...) float32 holding 0x00RRGGBB, the layout PCL and RViz read."""
-    bgra = cv2.cvtColor(np.ascontiguousarray(rgb).reshape(-1, 1, 3), cv2.COLOR_RGB2BGRA)
+    """(..., 3) uint8 -> (...) float32 holding 0x00RRGGBB, the layout PCL and RViz read.
+
+    Converted as one row: OpenCV works row by row, and a column of one-pixel rows cost
+    six times as much (0.85 against 0.14 ms at 640x480)."""
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb).reshape(1, -1, 3), cv2.COLOR_RGB2BGRA)
     bgra[..., 3] = 0  # little-endian bytes B, G, R, 0 are the word 0x00RRGGBB
     return bgra.view(np.float32).reshape(rgb.shape[:-1])
 
@@ -95,7 +106,7 @@ def point_cloud(depth: np.ndarray, intr: Intrinsics, colors: np.ndarray, labels:
     # One float32 buffer laid out as POINT_DTYPE (x, y, z, rgb, label + 2 zero bytes): each
     # field is written once, in place.
     buffer = np.empty(z.shape + (5,), dtype=np.float32)
-    _project_into(buffer, np.where(valid, z, np.float32(np.nan)), intr, stride)
+    _project_into(buffer, invalid_as_nan(z, ~valid), intr, stride)
     buffer[..., 3] = pack_rgb(colors[::stride, ::stride])
     buffer[..., 4].view(np.uint32)[...] = sub_labels
     if not organized:  # select whole 20-byte points: a structured copy would skip the padding

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import HydraNetError
-from .geometry import Intrinsics, point_cloud
+from .geometry import Intrinsics, invalid_as_nan, point_cloud
 from .postprocess import Prediction
 from .presets import Preset
 from .visualize import colorize_depth, colorize_labels, colorize_normals, depth_range
@@ -85,7 +85,7 @@ def metric_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
     """REP 118 depth: metres, NaN where not positive, not finite or beyond ``max_depth``."""
     with np.errstate(invalid="ignore"):
         invalid = ~(np.isfinite(depth) & (depth > 0) & (depth <= max_depth))
-    return np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)
+    return invalid_as_nan(depth, invalid)
 
 
 def overlay(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:

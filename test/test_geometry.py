@@ -86,6 +86,11 @@ def test_pack_rgb_is_pcl_layout():
     packed = pack_rgb(np.array([[1, 2, 3], [255, 128, 0]], dtype=np.uint8))
     assert packed.dtype == np.float32
     assert packed.view(np.uint32).tolist() == [0x010203, 0xFF8000]
+    image = np.random.default_rng(3).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    view = image[::2, ::3]  # as the cloud's stride takes it: not contiguous
+    r, g, b = (view[..., k].astype(np.uint32) for k in range(3))
+    assert pack_rgb(view).shape == (3, 4)
+    assert np.array_equal(pack_rgb(view).view(np.uint32), (r << 16) | (g << 8) | b)
 
 
 def test_size_mismatch_and_bad_intrinsics():
