@@ -280,6 +280,23 @@ def test_exports_are_cached_per_weights_and_shape():
     assert cached_export(make_model(6, 2, seed=9), "onnx", (64, 96), 1) != first
 
 
+def test_onnx_and_ir_of_the_same_weights_and_shape_both_stay_cached():
+    """Both live in one folder (the same weights, shape and precision); each keeps its own
+    manifest, so using one backend, then the other, then the first again exports nothing
+    more (with one manifest for the folder, each export recorded itself over the other)."""
+    import_or_skip("onnxruntime", "onnxruntime is not installed (pip install -e .[engines])")
+    import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
+    model = make_model(6, 2, seed=14)
+    onnx, ir = (cached_export(model, fmt, (64, 64), 1) for fmt in ("onnx", "openvino"))
+    assert onnx.parent == ir.parent
+    lines: list[str] = []
+    for fmt, path in [("onnx", onnx), ("openvino", ir)] * 2:
+        stamp = path.stat().st_mtime_ns
+        assert cached_export(model, fmt, (64, 64), 1, log=lines.append) == path
+        assert path.stat().st_mtime_ns == stamp
+    assert lines == []
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_a_tampered_cache_is_rebuilt_not_trusted(fmt):
     import_or_skip("onnxruntime" if fmt == "onnx" else "openvino",

@@ -28,7 +28,8 @@ from .base import EngineError, Log
 FORMATS = ("onnx", "openvino")
 OPSET = 17
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
-MANIFEST = "sha256.json"
+#: Beside each cached model file: ``<file>.sha256.json``, the SHA-256 of its files.
+MANIFEST_SUFFIX = ".sha256.json"
 
 
 def output_names(num_tasks: int) -> list[str]:
@@ -127,10 +128,17 @@ def _model_files(path: Path) -> list[Path]:
     return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
+def manifest_path(path: Path) -> Path:
+    """The manifest of the model at ``path``: one per model file, since an entry's folder holds
+    the ONNX model and the IR made from the same weights and shape (with one manifest for the
+    folder, each export recorded itself over the other, and the two re-exported in turns)."""
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
 def _cache_is_intact(path: Path) -> bool:
     """Whether the cached files are exactly those written: a manifest beside them holds
     their SHA-256, so a truncated, stale or tampered export is rebuilt, never used."""
-    manifest = path.parent / MANIFEST
+    manifest = manifest_path(path)
     try:
         expected = json.loads(manifest.read_text())
         return all(expected.get(f.name) == file_digest(f) for f in _model_files(path))
@@ -157,9 +165,9 @@ def cached_entry(key: str, suffix: str, what: str, produce: Callable[[Path], Non
     # Files are replaced atomically, so processes exporting the same entry at once (two
     # nodes starting together) each leave a complete, consistent entry.
     manifest = {f.name: file_digest(f) for f in _model_files(path)}
-    staged = path.parent / f".{MANIFEST}.{os.getpid()}"
+    staged = path.parent / f".{manifest_path(path).name}.{os.getpid()}"
     staged.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(staged, path.parent / MANIFEST)
+    os.replace(staged, manifest_path(path))
     return path
 
 
