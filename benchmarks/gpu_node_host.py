@@ -4,6 +4,7 @@
                                                  [--pipeline enabled|disabled]
                                                  [--in-place true[,false]]
                                                  [--publish-threads 1,2]
+                                                 [--handover-yields 3,0]
 
 With a CUDA engine the node gets every output of a frame finished, in one transfer, and what
 is left to it is the host's work: taking the image, decoding it, and building and publishing
@@ -19,7 +20,9 @@ receipt-to-last-publish less that wait is its host cost on this machine; the iss
 the whole is 10 ms on an H100-class GPU. With several ``--in-place`` values or
 ``--publish-threads`` counts, each run measures each in turn (the node's ``publish_in_place``:
 outputs published serialized in place from the buffer they came back in, or as rclpy
-messages; ``publish_threads``: how many threads send them in place).
+messages; ``publish_threads``: how many threads send them in place). ``--handover-yields
+3,0`` compares the node's hand-over of each image to its worker (``latest.HANDOVER_YIELDS``:
+how often ``LatestSlots.put`` yields the interpreter's lock to the woken worker) with none.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import torch
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+import hydranet_ros.latest as latest  # noqa: E402
 import hydranet_ros.predictor as predictor_module  # noqa: E402
 from hydranet_ros.checkpoint import save_checkpoint  # noqa: E402
 from hydranet_ros.cli.bench import machine  # noqa: E402
@@ -84,6 +88,9 @@ def main() -> int:
     parser.add_argument("--publish-threads", default="1",
                         help="the node's publish_threads (in place only), comma-separated to "
                              "compare in turns")
+    parser.add_argument("--handover-yields", default=str(latest.HANDOVER_YIELDS),
+                        help="latest.HANDOVER_YIELDS (0: the worker runs when the executor "
+                             "thread next blocks), comma-separated to compare in turns")
     args = parser.parse_args()
     keep_freed_memory()  # as hydranet_node does
     StandInGpu.wait_s = args.gpu_ms / 1e3
@@ -93,10 +100,12 @@ def main() -> int:
           f"40 classes, 3 tasks, every output, consumer in another process, {args.frames} "
           f"frames one at a time, pipeline {args.pipeline}; {machine()}")
     threads = [int(value) for value in args.publish_threads.split(",")]
-    choices = [(in_place, count) for value in args.in_place.split(",")
+    yields = [int(value) for value in args.handover_yields.split(",")]
+    choices = [(in_place, count, handover) for value in args.in_place.split(",")
                for in_place in [value.strip().lower() == "true"]
-               for count in (threads if in_place else [1])]
-    print(f"  {'run':>3}  {'in place':>8}  {'threads':>7}  {'receipt to last publish':>24}  "
+               for count in (threads if in_place else [1]) for handover in yields]
+    print(f"  {'run':>3}  {'in place':>8}  {'threads':>7}  {'yields':>6}  "
+          f"{'receipt to last publish':>24}  "
           f"{'stand-in':>9}  {'host':>6}  {'consumer: last output':>22}  {'cloud':>6}")
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "seeded.ckpt"
@@ -104,6 +113,7 @@ def main() -> int:
         hosts: dict[tuple, list[float]] = {choice: [] for choice in choices}
         for run in range(1, args.runs + 1):
             for choice in choices:
+                latest.HANDOVER_YIELDS = choice[2]
                 result = node_end_to_end(checkpoint, "torch", "fp32", (480, 640), args.frames,
                                          params={"pipeline": args.pipeline,
                                                  "publish_in_place": choice[0],
@@ -112,15 +122,16 @@ def main() -> int:
                 inference = result["node_inference_ms"]["median"]
                 hosts[choice].append(node["median"] - inference)
                 by_topic = result["consumer_send_to_reception_p50_ms_by_topic"]
-                print(f"  {run:>3}  {str(choice[0]).lower():>8}  {choice[1]:>7}  "
+                print(f"  {run:>3}  {str(choice[0]).lower():>8}  {choice[1]:>7}  {choice[2]:>6}  "
                       f"{node['median']:>13.1f} (p90 {node['p90']:5.1f})"
                       f"  {inference:>9.1f}  {hosts[choice][-1]:>6.1f}  "
                       f"{result['consumer_send_to_last_reception_ms']['median']:>22.1f}  "
                       f"{by_topic['points']:>6.1f}")
     for choice, values in hosts.items():
         print(f"host cost (receipt to last publish less the stand-in), publish_in_place "
-              f"{str(choice[0]).lower()}, publish_threads {choice[1]}, "
-              f"median of runs: {statistics.median(values):.1f} ms")
+              f"{str(choice[0]).lower()}, publish_threads {choice[1]}, handover yields "
+              f"{choice[2]}, median of runs: {statistics.median(values):.1f} ms "
+              f"({' / '.join(f'{value:.1f}' for value in values)})")
     print("consumer columns: ms from sending the image to receiving the last output and the "
           "point cloud (medians)")
     return 0
