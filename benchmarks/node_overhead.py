@@ -38,7 +38,7 @@ from hydranet_ros.engines import build_engine  # noqa: E402
 from hydranet_ros.geometry import Intrinsics  # noqa: E402
 from hydranet_ros.model import HydraNet  # noqa: E402
 from hydranet_ros.outputs import (OUTPUT_BY_NAME, OUTPUTS, OutputSettings,  # noqa: E402
-                                  start_outputs)
+                                  parts_needed, start_outputs)
 from hydranet_ros.postprocess import postprocess  # noqa: E402
 from hydranet_ros.memory import keep_freed_memory  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
@@ -105,7 +105,7 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
         t0 = time.perf_counter()
         rgb = image_to_rgb(msg)
         t1 = time.perf_counter()
-        pred = postprocess(raw, (height, width))
+        pred = postprocess(raw, (height, width), parts_needed(wanted))
         t2 = time.perf_counter()
         arrays = start_outputs(rgb, pred, preset, settings, wanted, intr)
         t3 = time.perf_counter()

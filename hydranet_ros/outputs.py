@@ -63,7 +63,8 @@ class OutputSettings:
 
 
 def parts_needed(wanted: set[str]) -> set[str]:
-    """The prediction parts (labels, depth, normals) that the wanted outputs are made from."""
+    """The prediction parts (labels, depth, normals, confidence) that the wanted outputs are
+    made from."""
     return set().union(*(OUTPUT_BY_NAME[name].needs for name in wanted)) if wanted else set()
 
 

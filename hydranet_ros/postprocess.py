@@ -45,6 +45,9 @@ NORMALS_COST = 14.0
 NORMALS_COST_OPENCV = 8.0
 #: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms).
 DEPTH_COST = 1.5
+#: What the confidence adds to a class plane of the compiled labels, in the same units (the
+#: softmax's exponential of every resized score: ``resized_argmax._row_confidence``).
+CONFIDENCE_COST = 1.5
 
 
 @dataclass
@@ -82,12 +85,13 @@ def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     running maximum over OpenCV-resized class planes, runs of classes on parallel workers
     merged in class order (a later run wins only where it is strictly greater).
     """
-    return _labels_and_best(logits, size, want_best=False)[0]
+    return _labels_and_best(logits, size, want_best=False).labels
 
 
 def prepare(num_classes: int) -> None:
-    """Compile the labels' code now rather than on the first frame (numba: about 1.5 s the
-    first time after installing, 0.4 s from its cache on disk)."""
+    """Compile the labels' code (and the confidence's) now rather than on the first frame
+    (numba, on this project's 2-core machine: 7 to 8 s the first time after installing, 0.6 s
+    from its cache on disk)."""
     labels_from_logits(np.zeros((num_classes, 4, 4), np.float32), (16, 16))
 
 
@@ -99,13 +103,14 @@ def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
     return _split(num_classes, beside, runs)
 
 
-def _row_bands(size: tuple[int, int], classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
+def _row_bands(size: tuple[int, int], classes: int, beside: float = 0.0,
+               plane: float = 1.0) -> list[tuple[int, int]]:
     """Bands of output rows, one per thread (one band for small work), such that the threads
-    finish together when the last one also does ``beside`` class planes' worth of other work;
-    that band may be empty."""
+    finish together when the last one also does ``beside`` class planes' worth of other work,
+    a class plane of this work costing ``plane`` of them; that band may be empty."""
     height, width = size
     runs = WORKERS if classes * height * width >= PARALLEL_MIN_SCORES else 1
-    return _split(height, height * beside / classes, runs)
+    return _split(height, height * beside / (classes * plane), runs)
 
 
 def _split(units: int, beside: float, runs: int) -> list[tuple[int, int]]:
@@ -134,25 +139,42 @@ def _share_out(shares: list[tuple[int, int]], work: Callable[[int, int], T],
     return results + ([last] if others else []), extra
 
 
+@dataclass
+class _Scored:
+    """What one pass over a frame's class scores made: the ids and, where asked for, the
+    winning scores and the confidence; and the result of the work done beside it."""
+    labels: np.ndarray
+    best: np.ndarray | None
+    confidence: np.ndarray | None
+    beside: object
+
+
 def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
-                     beside: Callable[[], T] | None = None, beside_cost: float = 0.0,
-                     want_best: bool = True) -> tuple[np.ndarray, np.ndarray | None, T | None]:
-    """The ids and (``want_best``) the winning resized score of every pixel, and the result
-    of ``beside`` (other work of the frame, worth ``beside_cost`` class planes), which the
-    thread of the last share does after its share."""
+                     beside: Callable[[], object] | None = None, beside_cost: float = 0.0,
+                     want_best: bool = True, want_confidence: bool = False) -> _Scored:
+    """The ids, (``want_best``) the winning resized score and (``want_confidence``) the
+    confidence of every pixel, and the result of ``beside`` (other work of the frame, worth
+    ``beside_cost`` class planes), which the thread of the last share does after its share.
+    Compiled, the confidence is made with the labels, row by row; without numba, in a second
+    pass over OpenCV's class planes."""
     if resized_argmax is None:
         _warn_once_without_numba()
         # an OpenCV class plane costs more than a compiled one: fewer of them make up for beside
-        return _labels_and_best_opencv(logits, size, beside,
-                                       beside_cost * NORMALS_COST_OPENCV / NORMALS_COST)
+        labels, best, extra = _labels_and_best_opencv(
+            logits, size, beside, beside_cost * NORMALS_COST_OPENCV / NORMALS_COST)
+        confidence = _confidence_opencv(logits, size, best) if want_confidence else None
+        return _Scored(labels, best if want_best else None, confidence, extra)
     scores = np.ascontiguousarray(logits, dtype=np.float32)
     labels = np.empty(size, dtype=label_dtype(scores.shape[0]))
     best = np.empty(size if want_best else (0, 0), dtype=np.float32)
+    confidence = np.empty(size if want_confidence else (0, 0), dtype=np.uint8)
 
     def rows(y0: int, y1: int) -> None:
-        resized_argmax.argmax_rows(scores, size, y0, y1, labels, best)
-    _, extra = _share_out(_row_bands(size, scores.shape[0], beside_cost), rows, beside)
-    return labels, best if want_best else None, extra
+        resized_argmax.argmax_rows(scores, size, y0, y1, labels, best, confidence)
+    plane = 1.0 + (CONFIDENCE_COST if want_confidence else 0.0)
+    _, extra = _share_out(_row_bands(size, scores.shape[0], beside_cost, plane), rows, beside)
+    return _Scored(labels, best if want_best else None,
+                   confidence if want_confidence else None, extra)
 
 
 _warned_without_numba = False
@@ -187,13 +209,18 @@ def _labels_and_best_opencv(logits: np.ndarray, size: tuple[int, int],
 def labels_and_confidence(logits: np.ndarray,
                           size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The labels, and (H, W) uint8 confidence: 255 x the softmax probability of the chosen
-    class over the bicubically resized scores, i.e. 255 / sum_c exp(score_c - best).
+    class over the bicubically resized scores, i.e. 255 / sum_c exp(score_c - best), rounded.
+    The exponentials are at most 1, so nothing overflows; a pixel whose scores are not finite
+    gets 0."""
+    scored = _labels_and_best(logits, size, want_best=False, want_confidence=True)
+    return scored.labels, scored.confidence
 
-    A second pass over the class planes after the argmax (resizing again is cheaper than
-    keeping C full-resolution planes); the exponentials are at most 1, so nothing overflows.
-    A pixel whose scores are not finite gets 0.
-    """
-    labels, best, _ = _labels_and_best(logits, size)
+
+def _confidence_opencv(logits: np.ndarray, size: tuple[int, int],
+                       best: np.ndarray) -> np.ndarray:
+    """The confidence without numba: a second pass over OpenCV's class planes after the
+    argmax (resizing again is cheaper than keeping C full-resolution planes), runs of
+    classes on the workers."""
     spans = _class_runs(logits.shape[0])
     later = [submit(_exp_sum, logits, first, stop, size, best) for first, stop in spans[1:]]
     total = _exp_sum(logits, *spans[0], size, best)
@@ -202,7 +229,7 @@ def labels_and_confidence(logits: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         probability = 255.0 / total
     probability[~np.isfinite(probability)] = 0.0
-    return labels, np.rint(np.clip(probability, 0.0, 255.0)).astype(np.uint8)
+    return np.rint(np.clip(probability, 0.0, 255.0)).astype(np.uint8)
 
 
 def _exp_sum(logits: np.ndarray, first: int, stop: int, size: tuple[int, int],
@@ -269,14 +296,12 @@ def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
     def others() -> tuple[np.ndarray | None, np.ndarray | None]:
         return (normals_from_raw(outputs[2], size) if wanted else None,
                 depth_from_raw(outputs[1], size) if "depth" in parts else None)
+    confident = CONFIDENCE in parts
     labels = confidence = None
-    if CONFIDENCE in parts:
-        later = submit(others)
-        labels, confidence = labels_and_confidence(outputs[0], size)
-        normals_map, depth = later.result()
-    elif "labels" in parts:
+    if "labels" in parts or confident:
         cost = (NORMALS_COST if wanted else 0.0) + (DEPTH_COST if "depth" in parts else 0.0)
-        labels, _, (normals_map, depth) = _labels_and_best(outputs[0], size, others, cost, False)
+        scored = _labels_and_best(outputs[0], size, others, cost, False, confident)
+        labels, confidence, (normals_map, depth) = scored.labels, scored.confidence, scored.beside
     else:
         normals_map, depth = others()
     return Prediction(labels=labels if "labels" in parts else None, depth=depth,

@@ -11,6 +11,10 @@ without fused multiply-adds), and each output row's scores are compared as they 
 The labels equal the release's bit for bit wherever OpenCV sums a row with SIMD (all but at
 most the last few columns of a row whose width times C is not a multiple of 8).
 
+Where asked, each row's confidence (255 x the softmax probability of the winning class) is
+made from the same row's scores right after its argmax, so that the class planes are not
+resized a second time.
+
 Compiled with numba; ``postprocess`` falls back to OpenCV plane by plane without it.
 """
 
@@ -20,6 +24,8 @@ from functools import lru_cache
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 #: OpenCV's bicubic kernel parameter.
 CUBIC_A = np.float32(-0.75)
@@ -27,13 +33,20 @@ CUBIC_A = np.float32(-0.75)
 MIN_RUN = 16
 
 
-def _compiled(function):
+def _compiled(function, fastmath: bool | set[str] = False):
     """Compiled without the GIL (the workers run bands of rows in parallel), cached on disk
     where numba finds a writable place for it (else compiled once per process, ~2 s)."""
+    options = dict(nogil=True, boundscheck=False, fastmath=fastmath)
     try:
-        return numba.njit(nogil=True, cache=True, boundscheck=False)(function)
+        return numba.njit(cache=True, **options)(function)
     except RuntimeError:  # numba: "no locator available" (no writable cache location)
-        return numba.njit(nogil=True, boundscheck=False)(function)
+        return numba.njit(**options)(function)
+
+
+def _compiled_with_fma(function):
+    """``_compiled``, with fused multiply-adds allowed: for the confidence, which need not
+    repeat OpenCV's arithmetic (the labels' code keeps plain multiplies and adds)."""
+    return _compiled(function, fastmath={"contract"})
 
 
 @lru_cache(maxsize=32)
@@ -135,12 +148,70 @@ def _horizontal(scores, r0, r1, index, by_tap, runs, lone, out):
                         + part[j + 3] * w3[j]
 
 
+#: exp's argument is clamped here (exp(-87) is about 1.6e-38, a normal float32), so that the
+#: power of two below stays a normal number; such a class adds nothing visible to a sum >= 1.
+EXP_LOW = np.float32(-87.0)
+LOG2E = np.float32(1.4426950408889634)
+#: ln 2 in two parts, the first exact in a few bits, so that x - n ln 2 loses nothing.
+LN2_HIGH = np.float32(0.693359375)
+LN2_LOW = np.float32(-2.12194440e-4)
+#: Cephes' expf polynomial for exp(r) on |r| <= ln(2) / 2 (relative error about 1e-7).
+EXP_POLY = (np.float32(1.9875691500e-4), np.float32(1.3981999507e-3),
+            np.float32(8.3334519073e-3), np.float32(4.1665795894e-2),
+            np.float32(1.6666665459e-1), np.float32(5.0000001201e-1))
+#: 2^n as float32 bits: (n + 127) << 23, made in float32 (exact) and converted once.
+EXPONENT_ONE = np.float32(1 << 23)
+
+
+@intrinsic
+def _float_bits(typingctx, bits):
+    """The float32 whose bits are the int32 ``bits`` (a bit cast, which numba has no word for;
+    through memory it would cost a second loop)."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
+
+
+@_compiled_with_fma
+def _row_confidence(scores, top, column, total, out):
+    """One output row's confidence from its resized class scores ``scores`` (C, W), each at
+    most ``top``, the row's winning scores: 255 / sum over classes of exp(score - top),
+    rounded to uint8; 0 where a score is not finite. ``total`` is a scratch row.
+
+    exp is written out (Cephes' expf: n = round(x log2 e), a polynomial of x - n ln 2, times
+    2^n built from its bits) because a call of the C library's stops LLVM from vectorising
+    the loop.
+    """
+    width = top.shape[0]
+    q0, q1, q2, q3, q4, q5 = EXP_POLY
+    for x in range(width):
+        total[x] = 0
+    for c in range(scores.shape[0]):
+        v = scores[c]
+        for x in range(width):
+            d = max(v[x] - top[x], EXP_LOW)  # NaN stays NaN: numba's max is select(b > a, b, a)
+            g = d if d > EXP_LOW else EXP_LOW  # without NaN, for the power of two
+            n = np.floor(g * LOG2E + np.float32(0.5))
+            r = (d - n * LN2_HIGH) - n * LN2_LOW
+            p = (((((q0 * r + q1) * r + q2) * r + q3) * r + q4) * r + q5) * (r * r) + r \
+                + np.float32(1.0)
+            total[x] += p * _float_bits(np.int32((n + np.float32(127.0)) * EXPONENT_ONE))
+    for i in range(width):
+        q = np.float32(255.0) / total[i]  # the winning class adds exp(0) = 1: q <= 255
+        out[column[i]] = np.uint8(np.rint(q)) if q == q else np.uint8(0)
+
+
 @_compiled
-def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
+def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best, confidence):
     """For output rows y0..y1-1: each class's row resized along y from ``rows`` (the
     horizontal pass of source rows r0.., in stored column order), the running maximum over
     classes in class order (a later class wins only where strictly greater, as numpy's
-    argmax), written to image column ``column[i]``; ``best`` may have no rows (not wanted)."""
+    argmax), written to image column ``column[i]``; ``best`` and ``confidence`` (255 x the
+    softmax probability of the winning class, ``_row_confidence``) may have no rows (not
+    wanted)."""
     width = rows.shape[2]
     top = np.empty(width, np.float32)
     # The running labels as 32-bit integers, the width of the scores: with the labels' own
@@ -150,6 +221,9 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
     # written ``top[x] = v if greater else top[x]``, LLVM made masked stores of them, which
     # AMD's cores run slowly (9 ms against 3.9 ms on that EPYC; same results bit for bit).
     label = np.empty(width, np.int32)
+    wanted = confidence.shape[0] > 0
+    scores = np.empty((rows.shape[0] if wanted else 0, width), np.float32)
+    total = np.empty(width if wanted else 0, np.float32)
     for y in range(y0, y1):
         k0, k1 = index[y, 0] - r0, index[y, 1] - r0
         k2, k3 = index[y, 2] - r0, index[y, 3] - r0
@@ -158,6 +232,8 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
         for x in range(width):
             top[x] = s0[x] * b0 + (s1[x] * b1 + (s2[x] * b2 + s3[x] * b3))
             label[x] = 0
+        if wanted:
+            scores[0] = top
         for c in range(1, rows.shape[0]):
             s0, s1, s2, s3 = rows[c, k0], rows[c, k1], rows[c, k2], rows[c, k3]
             for x in range(width):
@@ -165,6 +241,8 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
                 t = top[x]
                 label[x] = max(label[x], np.int32(c) if v > t else np.int32(0))
                 top[x] = max(t, v)  # v where v > t, as numpy's argmax: the first of ties
+                if wanted:
+                    scores[c, x] = v
         out = labels[y]
         for i in range(width):
             out[column[i]] = label[i]
@@ -172,16 +250,19 @@ def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best):
             out_best = best[y]
             for i in range(width):
                 out_best[column[i]] = top[i]
+        if wanted:
+            _row_confidence(scores, top, column, total, confidence[y])
 
 
 def argmax_rows(scores: np.ndarray, size: tuple[int, int], y0: int, y1: int,
-                labels: np.ndarray, best: np.ndarray) -> None:
-    """Rows y0..y1-1 of the (H, W) ids and (unless ``best`` has no rows) winning scores of
-    (C, h, w) float32 ``scores`` resized to ``size``."""
+                labels: np.ndarray, best: np.ndarray,
+                confidence: np.ndarray = np.empty((0, 0), np.uint8)) -> None:
+    """Rows y0..y1-1 of the (H, W) ids and (unless they have no rows) winning scores and
+    confidence of (C, h, w) float32 ``scores`` resized to ``size``."""
     height, width = size
     y_index, y_weights = cubic_table(scores.shape[1], height)
     index, by_tap, runs, lone, column = column_layout(scores.shape[2], width)
     r0, r1 = int(y_index[y0:y1].min()), int(y_index[y0:y1].max()) + 1
     rows = np.empty((scores.shape[0], r1 - r0, width), np.float32)
     _horizontal(scores, r0, r1, index, by_tap, runs, lone, rows)
-    _vertical_argmax(rows, r0, y0, y1, y_index, y_weights, column, labels, best)
+    _vertical_argmax(rows, r0, y0, y1, y_index, y_weights, column, labels, best, confidence)

@@ -172,33 +172,94 @@ def test_normals_match_numpy_normalisation():
     assert np.array_equal(pred.normals, resized / np.linalg.norm(resized, axis=2, keepdims=True))
 
 
+@pytest.fixture(params=["numba", "opencv"])
+def confidence_path(request, monkeypatch):
+    """The confidence compiled with the labels (numba), or in a second pass over OpenCV's
+    class planes (without numba)."""
+    import hydranet_ros.postprocess as post
+    if request.param == "numba":
+        if post.resized_argmax is None:
+            require(f"the compiled labels need numba ({post.RESIZED_ARGMAX_MISSING})")
+    else:
+        monkeypatch.setattr(post, "resized_argmax", None)
+        monkeypatch.setattr(post, "_warned_without_numba", True)
+    return request.param
+
+
+def exact_confidence(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """255 x the softmax probability of the best class over the scores resized as the release
+    resizes them (one multi-channel cv2.resize), in float64, rounded."""
+    resized = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), size[::-1],
+                         interpolation=cv2.INTER_CUBIC).reshape(*size, -1)
+    resized = resized.transpose(2, 0, 1).astype(np.float64)
+    probability = np.exp(resized - resized.max(axis=0))
+    probability /= probability.sum(axis=0)
+    return np.rint(255 * probability.max(axis=0))
+
+
 @pytest.mark.parametrize("classes", [3, 6, 40])
-def test_confidence_is_the_softmax_of_the_resized_scores(classes):
+def test_confidence_is_the_softmax_of_the_resized_scores(classes, confidence_path):
     """255 x the probability of the chosen class, with the same ids as the labels alone."""
     rng = np.random.default_rng(classes)
     logits = rng.normal(0.0, 3.0, size=(classes, 12, 16)).astype(np.float32)
     size = (48, 64)
     labels, confidence = labels_and_confidence(logits, size)
-    resized = np.stack([cv2.resize(plane, size[::-1], interpolation=cv2.INTER_CUBIC)
-                        for plane in logits]).astype(np.float64)
-    probability = np.exp(resized - resized.max(axis=0))
-    probability /= probability.sum(axis=0)
     assert np.array_equal(labels, labels_from_logits(logits, size))
     assert confidence.dtype == np.uint8 and confidence.shape == size
-    assert np.abs(confidence.astype(int) - np.rint(255 * probability.max(axis=0))).max() <= 1
+    assert np.abs(confidence.astype(int) - exact_confidence(logits, size)).max() <= 1
     assert confidence.min() >= 255 // classes  # never below the uniform probability
     pred = postprocess((logits, np.ones((1, 12, 16), np.float32)), size, {"confidence"})
     assert pred.labels is None and np.array_equal(pred.confidence, confidence)
 
 
-def test_confidence_of_sure_and_unsure_pixels():
+@pytest.mark.parametrize("source, size", [((120, 160), (480, 640)), ((93, 307), (370, 1226))],
+                         ids=["640x480", "kitti"])
+def test_confidence_of_whole_frames_shared_between_threads(source, size, confidence_path,
+                                                           monkeypatch):
+    """Frame-sized, shared out between the workers (bands of rows, or runs of classes) beside
+    the depth and normals: off by at most 1 from the exact value, and off at all on almost
+    no pixel: compiled, from the release's own scores (its exponential is a polynomial: a
+    poor one would show here); without numba, from OpenCV's class planes, whose last bits
+    differ from the multi-channel resize's."""
+    import hydranet_ros.postprocess as post
+    monkeypatch.setattr(post, "WORKERS", 3)
+    rng = np.random.default_rng(source[1])
+    raw = (rng.normal(0.0, 4.0, size=(40, *source)).astype(np.float32),
+           rng.normal(size=(1, *source)).astype(np.float32),
+           rng.normal(size=(3, *source)).astype(np.float32))
+    pred = postprocess(raw, size, {"labels", "depth", "normals", "confidence"})
+    difference = np.abs(pred.confidence.astype(int) - exact_confidence(raw[0], size))
+    off = (difference > 0).mean()
+    assert difference.max() <= 1 and off < (1e-4 if confidence_path == "numba" else 2e-3), off
+    assert np.array_equal(pred.labels, labels_from_logits(raw[0], size))
+    assert np.array_equal(pred.depth, post.depth_from_raw(raw[1], size))
+    assert np.array_equal(pred.normals, post.normals_from_raw(raw[2], size))
+
+
+def test_confidence_of_sure_and_unsure_pixels(confidence_path):
     logits = np.zeros((4, 8, 8), np.float32)
     logits[2, :, :4] = 30.0  # left: one class far ahead; right: all four equal
     logits[0, 0, 0] = np.nan  # a broken score gives 0, never garbage
+    logits[3, 7, 7] = np.nan  # also where it is not the first class
     _, confidence = labels_and_confidence(logits, (8, 8))
     assert (confidence[1:, :2] == 255).all()
-    assert (confidence[:, 6:] == round(255 / 4)).all()
-    assert confidence[0, 0] == 0
+    assert (confidence[:7, 6:] == round(255 / 4)).all()
+    assert confidence[0, 0] == 0 and confidence[7, 7] == 0
+
+
+def test_confidence_where_the_other_classes_are_far_behind(confidence_path):
+    """Scores thousands below the best (whose exponentials underflow) count as nothing, and
+    one of 1e30 wins outright; an infinite one leaves no usable probability: 0."""
+    logits = np.zeros((3, 6, 8), np.float32)
+    logits[1] = -1e4  # exp(-1e4) underflows: two classes left, equal
+    logits[2, :, :4] = -1e30  # and here only ...
+    logits[1, :, :4] = 1e30  # ... class 1, far ahead of class 0
+    logits[0, 5, 7] = np.inf
+    labels, confidence = labels_and_confidence(logits, (12, 16))
+    assert (labels[:, :6] == 1).all() and (confidence[:, :6] == 255).all()
+    # beyond the bicubic taps of the columns of 1e30 and of the infinite score
+    assert (confidence[:4, 12:] == round(255 / 2)).all() and (labels[:4, 12:] == 0).all()
+    assert confidence[-1, -1] == 0
 
 
 def test_confidence_on_the_device_path_matches_the_host():
