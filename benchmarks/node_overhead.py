@@ -3,7 +3,7 @@ post-processing, the navigation outputs (labels, depth, point cloud), then build
 publishing the messages while the colour views are made on the worker threads.
 
     .venv/bin/python benchmarks/node_overhead.py [--width 640 --height 480 --repeat 30]
-                                                 [--subscriber same|other]
+                                                 [--subscriber same|other] [--in-place true]
 
 Runs the same functions the node runs, on one 640x480 frame with every output on, for the
 6-class/2-task (KITTI) and 40-class/3-task (NYUD) heads, and prints the median per stage
@@ -11,6 +11,8 @@ and when, from the decoding on, the point cloud (the last navigation output) had
 published.
 Every output has a subscriber: in this process (``same``, the default), or in a child
 process (``other``, as a navigation node is; publishing then copies into shared memory).
+The messages are made and published as the node's ``publish_in_place`` makes them: serialized
+in place (``true``, the default) or as rclpy messages (``false``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from hydranet_ros.postprocess import postprocess  # noqa: E402
 from hydranet_ros.memory import keep_freed_memory  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.ros.conversions import frame_message_stream, image_to_rgb  # noqa: E402
+from hydranet_ros.ros.serialized import message_in_place, publish  # noqa: E402
 from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
 STAGES = ("decode", "postprocess", "outputs", "publish")
@@ -73,7 +76,7 @@ def listen(topics: list[str]) -> None:
 
 
 def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
-            subscriber: str) -> tuple[dict[str, float], float]:
+            subscriber: str, in_place: bool) -> tuple[dict[str, float], float]:
     """Median ms per stage, and the median ms from decoding to the point cloud published."""
     preset = get_preset(preset_name)
     torch.manual_seed(0)
@@ -109,8 +112,9 @@ def measure(preset_name: str, width: int, height: int, repeat: int, node: Node,
         t2 = time.perf_counter()
         arrays = start_outputs(rgb, pred, preset, settings, wanted, intr)
         t3 = time.perf_counter()
-        for topic, out in frame_message_stream(arrays, msg.header, None):
-            by_topic[topic].publish(out)
+        for topic, out in frame_message_stream(arrays, msg.header, None,
+                                               make=message_in_place if in_place else None):
+            publish(by_topic[topic], out)
             if topic == "points":
                 cloud_out = time.perf_counter()
         t4 = time.perf_counter()
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--subscriber", choices=("same", "other"), default="same",
                         help="where the outputs' subscriber is: this process or a child")
+    parser.add_argument("--in-place", choices=("true", "false"), default="true",
+                        help="messages serialized in place (publish_in_place) or rclpy's")
     parser.add_argument("--listen", help=argparse.SUPPRESS)  # the child of --subscriber other
     args = parser.parse_args()
     if args.listen:
@@ -148,14 +154,15 @@ def main() -> None:
     node = Node("hydranet_overhead_benchmark")
     print(f"node overhead per frame at {args.width}x{args.height}, all outputs on, median of "
           f"{args.repeat} frames (ms), subscriber in {'this' if args.subscriber == 'same' else 'another'} "
-          f"process; {platform.processor() or platform.machine()}, "
+          f"process, messages {'serialized in place' if args.in_place == 'true' else 'rclpy'}; "
+          f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}")
     print(f"{'model':28s}" + "".join(f"{s:>12s}" for s in STAGES) + f"{'total':>10s}"
           + f"{'cloud out':>11s}")
     for name, label in (("kitti", "6 classes, 2 tasks (kitti)"),
                         ("nyud_three", "40 classes, 3 tasks (nyud)")):
         result, cloud_out = measure(name, args.width, args.height, args.repeat, node,
-                                    args.subscriber)
+                                    args.subscriber, args.in_place == "true")
         print(f"{label:28s}" + "".join(f"{result[s]:12.1f}" for s in STAGES)
               + f"{sum(result.values()):10.1f}{cloud_out:11.1f}")
     node.destroy_node()

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from .geometry import POINT_DTYPE, Intrinsics
+# each output in the packed buffer keeps room for its message around it (message_room.py)
+from .message_room import ALIGNMENT, ROOM_AFTER, ROOM_BEFORE
 from .outputs import OutputSettings, class_ids, effective_max_depth
 from .postprocess import Prediction
 from .presets import Preset
@@ -169,15 +171,6 @@ class DeviceOutputs:
         if normals is not None and "normals_color" in wanted:
             out["normals_color"] = normals_colors(normals)
         return out
-
-
-#: Bytes kept free before and after each output in the packed buffer: room for the fields a
-#: ROS message puts before and after its data (``ros/serialized.py``), so that the node
-#: publishes the message serialized in place, from the bytes the GPU copied back, without
-#: copying the data into rclpy's message first. Each output starts on a 64-byte boundary.
-ROOM_BEFORE = 256
-ROOM_AFTER = 8
-ALIGNMENT = 64
 
 
 def layout_offsets(sizes: list[int]) -> tuple[list[int], int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import message_room
 from .errors import HydraNetError
 
 #: One point of the published cloud: x, y, z (float32 metres), rgb (PCL's packed float) and
@@ -52,8 +53,10 @@ class Intrinsics:
 
 def invalid_as_nan(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """A float32 copy of ``values`` with NaN where ``invalid``: a copy, then the NaNs written
-    where the mask says (0.08 against 0.28 ms for ``np.where`` at 640x480)."""
-    out = np.array(values, dtype=np.float32)
+    where the mask says (0.08 against 0.28 ms for ``np.where`` at 640x480); with room for its
+    message (``message_room``), as it is the published depth."""
+    out = message_room.empty(values.shape, np.float32)
+    np.copyto(out, values)
     np.copyto(out, np.float32(np.nan), where=invalid)
     return out
 
@@ -104,8 +107,8 @@ def point_cloud(depth: np.ndarray, intr: Intrinsics, colors: np.ndarray, labels:
     if excluded is not None and excluded.size:
         valid &= ~np.isin(sub_labels, excluded)
     # One float32 buffer laid out as POINT_DTYPE (x, y, z, rgb, label + 2 zero bytes): each
-    # field is written once, in place.
-    buffer = np.empty(z.shape + (5,), dtype=np.float32)
+    # field is written once, in place; with room for its message (``message_room``).
+    buffer = message_room.empty(z.shape + (5,), np.float32)
     _project_into(buffer, invalid_as_nan(z, ~valid), intr, stride)
     buffer[..., 3] = pack_rgb(colors[::stride, ::stride])
     buffer[..., 4].view(np.uint32)[...] = sub_labels

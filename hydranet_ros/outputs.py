@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import message_room
 from .errors import HydraNetError
 from .geometry import Intrinsics, invalid_as_nan, point_cloud
 from .postprocess import Prediction
@@ -91,7 +92,8 @@ def metric_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
 
 def overlay(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
     """Class colours blended over the image: alpha 0 shows the image, 1 only the colours."""
-    return cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0)
+    return cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0,
+                           dst=message_room.empty(rgb.shape, np.uint8))
 
 
 def compute_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings: OutputSettings,

@@ -18,6 +18,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from . import message_room
 from .workers import WORKERS, submit
 
 try:  # compiled row-by-row labels (numba); without it, OpenCV plane by plane
@@ -165,9 +166,10 @@ def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
         confidence = _confidence_opencv(logits, size, best) if want_confidence else None
         return _Scored(labels, best if want_best else None, confidence, extra)
     scores = np.ascontiguousarray(logits, dtype=np.float32)
-    labels = np.empty(size, dtype=label_dtype(scores.shape[0]))
+    # labels and confidence are published: with room for their messages
+    labels = message_room.empty(size, label_dtype(scores.shape[0]))
     best = np.empty(size if want_best else (0, 0), dtype=np.float32)
-    confidence = np.empty(size if want_confidence else (0, 0), dtype=np.uint8)
+    confidence = message_room.empty(size if want_confidence else (0, 0), np.uint8)
 
     def rows(y0: int, y1: int) -> None:
         resized_argmax.argmax_rows(scores, size, y0, y1, labels, best, confidence)
@@ -279,7 +281,8 @@ def normals_from_raw(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # Plain copies of the channels: several times faster than cv2.split here.
     x, y, z = (np.ascontiguousarray(resized[:, :, i], dtype=np.float32) for i in range(3))
     norm = cv2.sqrt(cv2.add(cv2.add(cv2.multiply(x, x), cv2.multiply(y, y)), cv2.multiply(z, z)))
-    return cv2.merge([cv2.divide(x, norm), cv2.divide(y, norm), cv2.divide(z, norm)])
+    return cv2.merge([cv2.divide(x, norm), cv2.divide(y, norm), cv2.divide(z, norm)],
+                     dst=message_room.empty(resized.shape[:2] + (3,), np.float32))
 
 
 def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],

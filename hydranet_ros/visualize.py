@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import message_room
 from .presets import Preset
 
 TITLE_HEIGHT = 24
@@ -21,7 +22,8 @@ def label_palette(preset: Preset, size: int = 256) -> np.ndarray:
 
 def colorize_labels(labels: np.ndarray, preset: Preset) -> np.ndarray:
     if labels.dtype == np.uint8:  # OpenCV's table lookup, several times numpy's indexing
-        return cv2.LUT(cv2.merge([labels, labels, labels]), label_palette(preset)[:, None, :])
+        return cv2.LUT(cv2.merge([labels, labels, labels]), label_palette(preset)[:, None, :],
+                       dst=message_room.empty(labels.shape + (3,), np.uint8))
     return label_palette(preset, 65536)[labels]
 
 
@@ -48,7 +50,9 @@ def colorize_depth(depth: np.ndarray, value_range: tuple[float, float]) -> np.nd
     # fmax maps NaN to ``low``; convertScaleAbs rounds and saturates at 255 (clips the far end)
     indices = cv2.convertScaleAbs(np.fmax(depth, np.float32(low)), alpha=scale, beta=-low * scale)
     colored = cv2.applyColorMap(indices, PLASMA_RGB)
-    return cv2.bitwise_and(colored, colored, mask=np.isfinite(depth).view(np.uint8))
+    black = message_room.empty(colored.shape, np.uint8)
+    black.fill(0)  # where the mask is 0, OpenCV leaves its output as it was
+    return cv2.bitwise_and(colored, colored, dst=black, mask=np.isfinite(depth).view(np.uint8))
 
 
 def colorize_normals(normals: np.ndarray) -> np.ndarray:
@@ -66,7 +70,9 @@ def colorize_normals(normals: np.ndarray) -> np.ndarray:
     np.add(scaled, np.float32(1.0), out=scaled)
     np.multiply(scaled, np.float32(127.5), out=scaled)
     np.fmax(scaled, np.float32(0.0), out=scaled)  # NaN -> 0
-    return scaled.astype(np.uint8)
+    colors = message_room.empty(scaled.shape, np.uint8)
+    np.copyto(colors, scaled, casting="unsafe")  # truncated, as astype
+    return colors
 
 
 def _titled(title: str, rgb: np.ndarray) -> np.ndarray:

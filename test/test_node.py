@@ -516,18 +516,22 @@ def test_cameras_share_one_batch(ros, checkpoint, predictor, tmp_path):
         proc.stop()
 
 
-def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray,
-                   measured: bool = False, threads: int = 1) -> tuple[dict, str]:
+def one_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray, measured: bool = False,
+              threads: int = 1, gpu_like: bool = True) -> tuple[dict, str]:
     """Every output of one frame from ``gpu_like_node.py`` (outputs made as CUDA engines make
-    them, on the CPU), with publish_in_place and publish_threads as given, the engine chosen
-    on the first frame if ``measured``; and the node's log."""
-    name = f"gpu_like_{str(in_place).lower()}{'_measured' if measured else ''}"
+    them, on the CPU) or, unless ``gpu_like``, from hydranet_node with a CPU engine, with
+    publish_in_place and publish_threads as given, the engine chosen on the first frame if
+    ``measured``; and the node's log."""
+    name = f"{'gpu_like' if gpu_like else 'cpu'}_{str(in_place).lower()}" \
+           f"{'_measured' if measured else ''}"
+    command = [sys.executable, str(Path(__file__).with_name("gpu_like_node.py"))] \
+        if gpu_like else None
     proc = NodeProcess(tmp_path / f"{name}.log",
                        {"weights": str(checkpoint), **SAME_ENGINE, "max_depth": MAX_DEPTH,
                         "output_reliability": "reliable", "publish_in_place": in_place,
                         "publish_threads": threads},
                        namespace=f"/{name}", env={"GPU_LIKE_MEASURED": "1" if measured else "0"},
-                       command=[sys.executable, str(Path(__file__).with_name("gpu_like_node.py"))])
+                       command=command)
     probe = Probe(f"{name}_probe", namespace=f"/{name}")
     try:
         assert proc.wait_for_log("subscribed to"), proc.log()
@@ -542,6 +546,22 @@ def gpu_like_frame(checkpoint, tmp_path, in_place: bool, rgb: np.ndarray,
     return found, proc.log()
 
 
+def in_place_as_rclpy(checkpoint, tmp_path, rgb: np.ndarray, gpu_like: bool,
+                      threads: int = 1) -> tuple[dict, str]:
+    """One frame with publish_in_place on and off (``one_frame``): every output arrives
+    both ways, the same messages field for field. The in-place messages and that run's log."""
+    in_place, log = one_frame(checkpoint, tmp_path, True, rgb, threads=threads,
+                              gpu_like=gpu_like)
+    as_messages, other_log = one_frame(checkpoint, tmp_path, False, rgb, gpu_like=gpu_like)
+    assert "serialized in place" not in other_log, other_log
+    assert sorted(in_place) == sorted(as_messages) == sorted(ALL_TOPICS)
+    for topic, msg in in_place.items():
+        other = as_messages[topic]
+        other.header.stamp = msg.header.stamp  # each run's frame has its own stamp
+        assert msg == other, topic
+    return in_place, log
+
+
 def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint, predictor,
                                                                  tmp_path):
     """Outputs returned as CUDA engines return them (packed, with room around each): the node
@@ -550,16 +570,9 @@ def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint
     publish_in_place off (rclpy's messages, one after another), and the core's results
     within the device-output path's guards (its upsampling is torch's)."""
     rgb = picture(5)
-    in_place, log = gpu_like_frame(checkpoint, tmp_path, True, rgb, threads=2)
+    in_place, log = in_place_as_rclpy(checkpoint, tmp_path, rgb, gpu_like=True, threads=2)
     assert "publishing outputs serialized in place, from the buffer they came back from the " \
            "GPU in, from 2 threads at once" in log, log
-    as_messages, log = gpu_like_frame(checkpoint, tmp_path, False, rgb)
-    assert "serialized in place" not in log, log
-    assert sorted(in_place) == sorted(as_messages) == sorted(ALL_TOPICS)
-    for topic, msg in in_place.items():
-        other = as_messages[topic]
-        other.header.stamp = msg.header.stamp  # each run's frame has its own stamp
-        assert msg == other, topic
     # and they are the core's, within the device-output path's own guards (test_engines)
     expected = predictor.predict(rgb)
     labels = decode_image(in_place["segmentation/labels"])
@@ -570,6 +583,19 @@ def test_gpu_like_outputs_published_in_place_are_rclpys_messages(ros, checkpoint
     assert both.mean() > 0.5 and np.median(np.abs(depth[both] - core[both]) / core[both]) <= 0.01
 
 
+def test_cpu_outputs_published_in_place_are_rclpys_messages(ros, checkpoint, predictor,
+                                                             tmp_path):
+    """A CPU engine's outputs, made by the host path with room around each
+    (``message_room.py``): published serialized in place, a subscriber in another process
+    gets the same messages, field for field, as with publish_in_place off, and the core's
+    results exactly."""
+    rgb = picture(7)
+    in_place, log = in_place_as_rclpy(checkpoint, tmp_path, rgb, gpu_like=False)
+    assert "publishing outputs serialized in place, from the arrays they were made in\n" in log
+    expected = predictor.predict(rgb)
+    assert np.array_equal(decode_image(in_place["segmentation/labels"]), expected.labels)
+
+
 def test_gpu_like_node_measures_its_precision_on_the_first_frame(ros, checkpoint, predictor,
                                                                 tmp_path):
     """As precision auto runs on a GPU (``engines/fastest.py``): the node starts with the
@@ -577,7 +603,7 @@ def test_gpu_like_node_measures_its_precision_on_the_first_frame(ros, checkpoint
     reference, both making the outputs as CUDA engines do) and keeps the faster, says so in
     one line, and publishes that frame whole, in place, with the core's results."""
     rgb = picture(6)
-    found, log = gpu_like_frame(checkpoint, tmp_path, True, rgb, measured=True)
+    found, log = one_frame(checkpoint, tmp_path, True, rgb, measured=True)
     assert "reference/torch on cpu, precision measured on the first frame (reference fp32, " \
            "torch fp32)" in log, log
     chosen = [line for line in log.splitlines() if "inference precision: " in line]
@@ -613,8 +639,9 @@ def test_pipelined_node_publishes_whole_frames_in_stamp_order(ros, checkpoint, p
     pictures = [picture(seed) for seed in range(3)]
     try:
         assert proc.wait_for_log("pipelined"), proc.log()
-        # a CPU engine's outputs are separate arrays: rclpy's messages, without a word
-        assert "publish_in_place" not in proc.log() and "in place" not in proc.log()
+        # a CPU engine's outputs, made with room for their messages, go in place too
+        assert "publishing outputs serialized in place, from the arrays they were made in" \
+            in proc.log(), proc.log()
         assert probe.wait_connected(probe.image_pub), proc.log()
         probe.info = camera_info(WIDTH, HEIGHT)
         first = probe.exchange(probe.image_pub, lambda s: image_msg(pictures[0], "rgb8", s),

@@ -1,8 +1,10 @@
 """Outputs published serialized in place (``ros/serialized.py``): the bytes written around an
-output in its packed buffer are the message rclpy would have sent, field for field, for every
+output in its packed buffer, or around an array the host path made with room
+(``message_room.py``), are the message rclpy would have sent, field for field, for every
 output kind, frame_id length and cloud layout; what arrives through rcl is that message, in
 order; the neighbouring outputs are untouched; and where there is no room (replaced arrays,
-a long frame_id, plain dicts) or rclpy lacks what it needs, the message is rclpy's."""
+a long frame_id, arrays made otherwise) or rclpy lacks what it needs, the message is
+rclpy's."""
 
 from __future__ import annotations
 
@@ -24,7 +26,11 @@ from std_msgs.msg import Header  # noqa: E402
 
 from hydranet_ros.device_outputs import (ALIGNMENT, CLOUD_DENSE, ROOM_AFTER, ROOM_BEFORE,  # noqa: E402
                                          FrameArrays, dense_flag, pack, unpack)
-from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
+from hydranet_ros import message_room  # noqa: E402
+from hydranet_ros.geometry import POINT_DTYPE, Intrinsics  # noqa: E402
+from hydranet_ros.outputs import OUTPUTS, OutputSettings, parts_needed, start_outputs  # noqa: E402
+from hydranet_ros.postprocess import postprocess  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.ros import conversions, serialized  # noqa: E402
 from hydranet_ros.ros.conversions import frame_message_stream, output_message  # noqa: E402
 from hydranet_ros.ros.serialized import (SerializedMessage, SideBySide, in_place,  # noqa: E402
@@ -122,7 +128,7 @@ def test_organized_and_unorganized_clouds_and_wide_labels():
 def test_no_room_means_rclpys_message():
     packed, layouts = pack([frame_tensors(4)])
     arrays = unpack(packed.numpy(), layouts)[0]
-    plain = dict(arrays)  # not laid out (a CPU engine's outputs)
+    plain = dict(arrays)  # views of the buffer, but not known to be laid out
     assert in_place("depth", header("c"), plain) is None
     assert isinstance(message_in_place("depth", header("c"), plain), Image)
     long_id = "f" * ROOM_BEFORE
@@ -132,6 +138,53 @@ def test_no_room_means_rclpys_message():
     replaced["depth"] = arrays["depth"].copy()
     assert in_place("depth", header("c"), replaced) is None
     assert in_place("normals", header("c"), replaced) is not None  # the others still are
+
+
+def host_outputs(organized: bool = True, classes: int = 40, size=(24, 32)):
+    """Every output of a frame made by the host path (as a CPU engine's node makes them)."""
+    rng = np.random.default_rng(classes)
+    preset = get_preset("nyud_three" if classes == 40 else "kitti")
+    wanted = {spec.name for spec in OUTPUTS}
+    raw = (rng.normal(size=(classes, size[0] // 4, size[1] // 4)).astype(np.float32),
+           rng.uniform(0.5, 5.0, (1, size[0] // 4, size[1] // 4)).astype(np.float32),
+           rng.normal(size=(3, size[0] // 4, size[1] // 4)).astype(np.float32))
+    pred = postprocess(raw, size, parts_needed(wanted))
+    rgb = rng.integers(0, 255, (*size, 3), np.uint8)
+    intr = Intrinsics(20.0, 20.0, size[1] / 2, size[0] / 2, size[1], size[0])
+    return start_outputs(rgb, pred, preset, OutputSettings(pointcloud_organized=organized),
+                         wanted, intr).wait()
+
+
+@pytest.mark.parametrize("frame_id", ["", "camera_optical_frame"])
+def test_host_outputs_made_with_room_go_in_place_as_rclpys_messages(frame_id):
+    arrays = host_outputs()
+    assert sorted(arrays) == sorted(spec.name for spec in OUTPUTS)
+    before = {name: array.tobytes() for name, array in arrays.items()}
+    h = header(frame_id)
+    for name, array in arrays.items():
+        cls = TYPES.get(name, Image)
+        msg = in_place(name, h, arrays)
+        assert isinstance(msg, SerializedMessage), name  # every one was made with room
+        expected = output_message(name, h, array)
+        assert fields_of(msg, cls) == fields_of(expected, cls), name
+    assert all(before[name] == arrays[name].tobytes() for name in arrays)
+    # a cloud of the valid points only is selected into a new array: rclpy's message
+    unorganized = host_outputs(organized=False)
+    assert in_place("points", h, unorganized) is None
+    assert isinstance(message_in_place("points", h, unorganized), PointCloud2)
+
+
+def test_room_is_known_only_around_whole_arrays_made_with_it():
+    made = message_room.empty((4, 6), np.float32)
+    buffer, offset = message_room.room(made)
+    assert offset == message_room.START and offset >= message_room.ROOM_BEFORE
+    assert buffer.nbytes - offset - made.nbytes >= message_room.ROOM_AFTER
+    assert made.__array_interface__["data"][0] == buffer.__array_interface__["data"][0] + offset
+    assert message_room.room(made.view(np.uint8).reshape(-1)) is not None  # all of it
+    assert message_room.room(made[1:]) is None  # its room would be the first row's bytes
+    assert message_room.room(made[:, :3]) is None  # not contiguous
+    assert message_room.room(np.empty((4, 6), np.float32)) is None
+    assert message_room.room(made.copy()) is None
 
 
 @pytest.mark.parametrize("nan", [False, True])

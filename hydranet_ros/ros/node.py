@@ -142,9 +142,10 @@ class HydraNetNode(Node):
         self._worker.start()
 
     def _message_maker(self, engine):
-        """Serialized in place (``serialized.py``) for engines whose outputs come back in one
-        buffer with room for it, unless ``publish_in_place`` is off or rclpy cannot."""
-        if not (engine.outputs_on_device and self.param("publish_in_place")):
+        """Serialized in place (``serialized.py``), from the memory the outputs were made in
+        with room for it (``message_room.py``), unless ``publish_in_place`` is off or rclpy
+        cannot."""
+        if not self.param("publish_in_place"):
             return None
         reason = unavailable(next((p for camera in self.cameras.values()
                                    for p in camera.publishers.values()), None))
@@ -152,9 +153,10 @@ class HydraNetNode(Node):
             self.get_logger().warning(f"publish_in_place: {reason}; publishing rclpy messages")
             return None
         threads = self.param("publish_threads")
-        self.get_logger().info("publishing outputs serialized in place, from the buffer they "
-                               "came back from the GPU in" + (f", from {threads} threads at "
-                                                              "once" if threads > 1 else ""))
+        where = "the buffer they came back from the GPU in" if engine.outputs_on_device \
+            else "the arrays they were made in"
+        self.get_logger().info(f"publishing outputs serialized in place, from {where}"
+                               + (f", from {threads} threads at once" if threads > 1 else ""))
         return message_in_place
 
     @property

@@ -57,11 +57,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "stamp order); auto: enabled for engines that make their outputs on the GPU, "
               "disabled on CPUs, where both stages share the same cores", read_only=True,
               choices=("auto", "enabled", "disabled")),
-    ParamSpec("publish_in_place", True, "true: outputs made on the GPU are published from the "
-              "buffer they came back in, serialized in place (no copy into rclpy's messages); "
-              "false: as rclpy messages, as CPU engines' outputs always are", read_only=True),
+    ParamSpec("publish_in_place", True, "true: outputs are published serialized in place, from "
+              "the memory they were made in (the buffer a GPU engine's came back in, the "
+              "arrays a CPU engine's were made in; no copy into rclpy's messages); false: as "
+              "rclpy messages", read_only=True),
     ParamSpec("publish_threads", 1, "threads a frame's outputs are sent from when published in "
-              "place (GPU engines), in runs of about equal bytes (the navigation outputs "
+              "place, in runs of about equal bytes (the navigation outputs "
               "first): the last output goes out sooner, the point cloud a little later; 1: one "
               "after another", read_only=True, low=1, high=8),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "

@@ -1,20 +1,23 @@
-"""Publishing the node's outputs serialized in place: from the buffer the GPU copied them into,
+"""Publishing the node's outputs serialized in place: from the memory they were made in,
 without copying their bytes into rclpy's messages first.
 
 rclpy's ``Publisher.publish`` copies a message's data three times: into the message's C form
 (rclpy's converter), into Fast DDS's serialized payload, and into the shared-memory segment
 its subscribers read. For the 16 MB of a 640x480 frame's outputs that was about 11 ms on this
 project's 2-core machine, the conversion about a quarter of it (py-spy, ``benchmarks/
-publish_probe.py``). A CUDA engine's outputs come back in one packed host buffer that keeps
-room before and after each output (``device_outputs.ROOM_BEFORE``): the message's other
-fields are written there in CDR, the encoding every ROS 2 DDS middleware puts on the wire, so
-each output's bytes already are its serialized message, and ``rcl_publish_serialized_message``
-(through ctypes, without Python's lock) hands them to the middleware: the first copy is gone.
+publish_probe.py``). Every output is made with room before and after it
+(``message_room.py``): a CUDA engine's come back in one packed host buffer laid out so, the
+host path allocates each array so. The message's other fields are written there in CDR, the
+encoding every ROS 2 DDS middleware puts on the wire, so each output's bytes already are its
+serialized message, and ``rcl_publish_serialized_message`` (through ctypes, without Python's
+lock, so the worker threads making the colour views meanwhile go on) hands them to the
+middleware: the first copy is gone.
 
 What arrives is the message rclpy would have sent (the tests deserialise both and compare
-every field). Outputs without such room (CPU engines, whose outputs are separate arrays; a
-frame_id longer than the room) are published as rclpy messages, as is everything where rclpy
-lacks what this needs (``unavailable`` says why, once, in the node's log).
+every field). Outputs without such room (a point cloud of the valid points only, made by
+selecting them; a frame_id longer than the room) are published as rclpy messages, as is
+everything where rclpy lacks what this needs (``unavailable`` says why, once, in the node's
+log).
 
 With ``publish_threads`` above 1 a frame's messages serialized in place go out from that
 many threads at once (``SideBySide``), in runs of about equal bytes in the node's order
@@ -41,7 +44,7 @@ from itertools import accumulate, pairwise
 
 import numpy as np
 
-from ..device_outputs import ROOM_BEFORE
+from ..message_room import ROOM_BEFORE, room as array_room
 from .conversions import image_fields, output_message, point_fields, pointcloud_fields
 from .transport import loaded_library
 
@@ -130,14 +133,15 @@ class SerializedMessage:
 
 
 def in_place(name: str, header, arrays: Mapping[str, np.ndarray]) -> SerializedMessage | None:
-    """Output ``name`` serialized around its own bytes, where ``arrays`` (a
-    ``device_outputs.FrameArrays``) left room for it; None where it did not."""
+    """Output ``name`` serialized around its own bytes, where there is room for it: laid out
+    so in a CUDA engine's buffer (``device_outputs.FrameArrays.room``), or made with room by
+    the host path (``message_room.empty``); None where there is not."""
+    array = arrays[name]
     room = getattr(arrays, "room", None)
-    placed = room(name) if room is not None else None
+    placed = room(name) if room is not None else array_room(array)
     if placed is None:
         return None
     buffer, offset = placed
-    array = arrays[name]
     if name == "points":
         dense = getattr(arrays, "cloud_is_dense", None)  # see device_outputs.dense_flag
         prefix, suffix, type_name = *pointcloud_parts(header, array, dense), POINTCLOUD2_TYPE
