@@ -14,7 +14,7 @@ import torch
 
 from .geometry import POINT_DTYPE, Intrinsics
 # each output in the packed buffer keeps room for its message around it (message_room.py)
-from .message_room import ALIGNMENT, ROOM_AFTER, ROOM_BEFORE
+from .message_room import layout_offsets
 from .outputs import OutputSettings, class_ids, effective_max_depth
 from .postprocess import Prediction
 from .presets import Preset
@@ -171,17 +171,6 @@ class DeviceOutputs:
         if normals is not None and "normals_color" in wanted:
             out["normals_color"] = normals_colors(normals)
         return out
-
-
-def layout_offsets(sizes: list[int]) -> tuple[list[int], int]:
-    """Where outputs of these byte sizes start in the packed buffer, and its length: each
-    after ROOM_BEFORE free bytes, aligned, and followed by ROOM_AFTER."""
-    offsets, end = [], 0
-    for size in sizes:
-        start = -(-(end + ROOM_BEFORE) // ALIGNMENT) * ALIGNMENT
-        offsets.append(start)
-        end = start + size + ROOM_AFTER
-    return offsets, end
 
 
 def pack(frames: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[list[tuple]]]:

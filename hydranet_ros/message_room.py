@@ -20,8 +20,22 @@ import numpy as np
 ROOM_BEFORE = 256
 ROOM_AFTER = 8
 ALIGNMENT = 64
+
+
+def layout_offsets(sizes: list[int]) -> tuple[list[int], int]:
+    """Where outputs of these byte sizes start in one buffer, and its length: each after
+    ROOM_BEFORE free bytes, aligned, and followed by ROOM_AFTER (``device_outputs.pack`` lays
+    a frame's outputs out so, ``empty`` one array)."""
+    offsets, end = [], 0
+    for size in sizes:
+        start = -(-(end + ROOM_BEFORE) // ALIGNMENT) * ALIGNMENT
+        offsets.append(start)
+        end = start + size + ROOM_AFTER
+    return offsets, end
+
+
 #: Where ``empty`` puts an array's first byte in its buffer.
-START = -(-ROOM_BEFORE // ALIGNMENT) * ALIGNMENT
+START = layout_offsets([0])[0][0]
 
 #: The buffers ``empty`` made, by id, while they live: only their room is known to be free.
 _BUFFERS: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
@@ -32,7 +46,7 @@ def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     before it and ROOM_AFTER after it in the one buffer it views."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buffer = np.empty(START + size + ROOM_AFTER, np.uint8)
+    buffer = np.empty(layout_offsets([size])[1], np.uint8)
     _BUFFERS[id(buffer)] = buffer
     return buffer[START:START + size].view(dtype).reshape(shape)
 

@@ -24,9 +24,10 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from hydranet_ros.device_outputs import (ALIGNMENT, CLOUD_DENSE, ROOM_AFTER, ROOM_BEFORE,  # noqa: E402
-                                         FrameArrays, dense_flag, pack, unpack)
+from hydranet_ros.device_outputs import (CLOUD_DENSE, FrameArrays, dense_flag, pack,  # noqa: E402
+                                         unpack)
 from hydranet_ros import message_room  # noqa: E402
+from hydranet_ros.message_room import ALIGNMENT, ROOM_AFTER, ROOM_BEFORE  # noqa: E402
 from hydranet_ros.geometry import POINT_DTYPE, Intrinsics  # noqa: E402
 from hydranet_ros.outputs import OUTPUTS, OutputSettings, parts_needed, start_outputs  # noqa: E402
 from hydranet_ros.postprocess import postprocess  # noqa: E402
