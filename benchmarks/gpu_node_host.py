@@ -106,7 +106,8 @@ def main() -> int:
                for count in (threads if in_place else [1]) for handover in yields]
     print(f"  {'run':>3}  {'in place':>8}  {'threads':>7}  {'yields':>6}  "
           f"{'receipt to last publish':>24}  "
-          f"{'stand-in':>9}  {'host':>6}  {'consumer: last output':>22}  {'cloud':>6}")
+          f"{'stand-in':>9}  {'host':>6}  {'consumer: last output':>22}  {'cloud':>6}  "
+          f"{'navigation':>10}")
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "seeded.ckpt"
         save_checkpoint(HydraNet(40, 3).eval(), checkpoint)
@@ -126,14 +127,16 @@ def main() -> int:
                       f"{node['median']:>13.1f} (p90 {node['p90']:5.1f})"
                       f"  {inference:>9.1f}  {hosts[choice][-1]:>6.1f}  "
                       f"{result['consumer_send_to_last_reception_ms']['median']:>22.1f}  "
-                      f"{by_topic['points']:>6.1f}")
+                      f"{by_topic['points']:>6.1f}  "
+                      f"{result['consumer_send_to_navigation_inputs_ms']['median']:>10.1f}")
     for choice, values in hosts.items():
         print(f"host cost (receipt to last publish less the stand-in), publish_in_place "
               f"{str(choice[0]).lower()}, publish_threads {choice[1]}, handover yields "
               f"{choice[2]}, median of runs: {statistics.median(values):.1f} ms "
               f"({' / '.join(f'{value:.1f}' for value in values)})")
-    print("consumer columns: ms from sending the image to receiving the last output and the "
-          "point cloud (medians)")
+    print("consumer columns: ms from sending the image to receiving the last output, the "
+          "point cloud, and the last of a navigation stack's inputs (mask, confidence and "
+          "cloud; medians)")
     return 0
 
 

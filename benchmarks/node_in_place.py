@@ -49,7 +49,9 @@ def main() -> None:
                       f"last publish {total:.1f}, inference {inference:.1f}, rest "
                       f"{total - inference:.1f}; consumer: last output "
                       f"{r['consumer_send_to_last_reception_ms']['median']:.1f}, point cloud "
-                      f"{r['consumer_send_to_reception_p50_ms_by_topic']['points']:.1f}",
+                      f"{r['consumer_send_to_reception_p50_ms_by_topic']['points']:.1f}, "
+                      f"navigation inputs "
+                      f"{r['consumer_send_to_navigation_inputs_ms']['median']:.1f}",
                       flush=True)
 
 

@@ -15,8 +15,10 @@ lock, and into the shared-memory segment, under a lock of the whole participant;
 overlap the first copies only, participants both. The outputs are cut into runs of about equal
 bytes in the node's order, as the node cuts them (``serialized.shares``). Per variant: the
 median wall time of a frame's publish and the page faults it took; what the subscriber saw (the
-median time from the start of a frame's publish to its receipt of the frame's last message and
-of its point cloud, as its callbacks run: the consumer's view); and per topic, for the
+median time from the start of a frame's publish to its receipt of the frame's last message, of
+its point cloud, and of the last of what a navigation stack waits for: mask, confidence and
+cloud, ``outputs.NAVIGATION_OUTPUTS``; as its callbacks run: the consumer's view); and per
+topic, for the
 one-thread variants, each message's publish.
 """
 
@@ -38,18 +40,19 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from hydranet_ros.geometry import POINT_DTYPE  # noqa: E402
 from hydranet_ros.memory import TUNABLES_VARIABLE, keep_freed_memory, malloc_tunables  # noqa: E402
-from hydranet_ros.outputs import PUBLISH_ORDER  # noqa: E402
+from hydranet_ros.outputs import NAVIGATION_OUTPUTS, PUBLISH_ORDER  # noqa: E402
 from hydranet_ros.ros.transport import configure_large_data  # noqa: E402
 
 #: Counts the messages, and per variant (the frame_id) and frame (the stamp: the publisher's
-#: CLOCK_MONOTONIC when it began the frame) when the last one and the point cloud arrived;
-#: prints those as JSON.
+#: CLOCK_MONOTONIC when it began the frame) when the last one, the point cloud and the last of
+#: a navigation stack's inputs (argv[4]) arrived; prints those as JSON.
 SUBSCRIBER = """
 import json, sys, time, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 rclpy.init(); node = rclpy.create_node('publish_probe_subscriber'); got = [0]
-arrivals = {'last': {}, 'points': {}}
+arrivals = {'last': {}, 'points': {}, 'navigation': {}}
+navigation = set(sys.argv[4].split(',')); pending = {}
 def arrived(msg, topic):
     got[0] += 1
     stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
@@ -57,6 +60,11 @@ def arrived(msg, topic):
     arrivals['last'][(msg.header.frame_id, stamp)] = ms
     if topic == 'points':
         arrivals['points'][(msg.header.frame_id, stamp)] = ms
+    if topic in navigation:
+        left = pending.setdefault((msg.header.frame_id, stamp), set(navigation))
+        left.discard(topic)
+        if not left:
+            arrivals['navigation'][(msg.header.frame_id, stamp)] = ms
 for topic in sys.argv[2].split(','):
     node.create_subscription(PointCloud2 if topic == 'points' else Image, topic,
                              lambda msg, topic=topic: arrived(msg, topic),
@@ -125,7 +133,9 @@ def main() -> int:
     participants = max(p for _, _, p in variants)
     seconds = 8 + participants + args.frames * len(variants) * 0.06
     subscriber = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(seconds),
-                                   ",".join(names), args.reliability], stdout=subprocess.PIPE,
+                                   ",".join(names), args.reliability,
+                                   ",".join(n for n in NAVIGATION_OUTPUTS if n in names)],
+                                  stdout=subprocess.PIPE,
                                   text=True,
                                   env={**os.environ, TUNABLES_VARIABLE: malloc_tunables(
                                       os.environ.get(TUNABLES_VARIABLE, ""))})
@@ -192,12 +202,13 @@ def main() -> int:
         rclpy.shutdown(context=context)
     received = json.loads(subscriber.communicate()[0].strip().splitlines()[-1] or "{}")
     print(f"  {'variant':<28} {'publish':>8} {'faults':>7} {'consumer: last':>15} "
-          f"{'cloud':>9}")
+          f"{'cloud':>9} {'navigation':>10}")
     for index, (label, _, _) in enumerate(variants):
-        last, cloud = (received.get(kind, {}).get(f"v{index}", []) for kind in ("last", "points"))
+        last, cloud, navigation = (received.get(kind, {}).get(f"v{index}", [])
+                                   for kind in ("last", "points", "navigation"))
         print(f"  {label:<28} {statistics.median(frame_ms[label]):5.2f} ms "
               f"{statistics.median(faults[label]):7.0f} {median_text(last):>15} "
-              f"{median_text(cloud):>9} ({len(last)} frames)")
+              f"{median_text(cloud):>9} {median_text(navigation):>10} ({len(last)} frames)")
     singles = [label for label, threads, _ in variants if threads == 1]
     print(f"  {'topic':<20} {'MB':>5}  " + "  ".join(f"{label:>20}" for label in singles))
     for name in names:

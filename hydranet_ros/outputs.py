@@ -42,6 +42,10 @@ OUTPUTS = (
     OutputSpec("points", "points", frozenset({"labels", "depth"}), needs_intrinsics=True),
 )
 OUTPUT_BY_NAME = {spec.name: spec for spec in OUTPUTS}
+#: What a navigation stack needs of every frame before it can act on it: Nav2's semantic
+#: segmentation layer takes the mask, its confidence and the point cloud of one stamp together
+#: (an exact-time synchroniser: ``navigation.py``), so it waits for the last of these three.
+NAVIGATION_OUTPUTS = ("labels", "confidence", "points")
 #: The order a frame's messages go out in: what navigation reads (labels, depth and then its
 #: camera_info, the point cloud) before the views made for people, so that a costmap gets its
 #: inputs without waiting for the colour images to be published.

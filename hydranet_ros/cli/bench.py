@@ -270,6 +270,10 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
     cloud_ms = result["consumer_send_to_reception_p50_ms_by_topic"].get("points")
     cloud_text = f", the point cloud received {cloud_ms:.1f} ms" if cloud_ms is not None else ""
+    navigation = result["consumer_send_to_navigation_inputs_ms"]
+    if navigation is not None:
+        cloud_text += (f", a navigation stack's inputs (mask, confidence, cloud) all received "
+                       f"{navigation['median']:.1f} ms")
     print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, "
           f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, "
           f"publish_threads {publish_threads}, consumer in another process, one frame at a "

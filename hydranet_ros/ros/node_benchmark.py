@@ -8,7 +8,9 @@ every output of that frame has arrived (subscribed raw, reliable), then sends th
 that no queue forms. Reports the node's receipt-to-last-publish latency and its inference
 time, and the times from the driver's publication of the image to its reception of the last
 output (the DDS reader's timestamp) and to that output's callback, which add the transport
-both ways, and the median reception time of each output. With the driver in this process instead, its reception of about 15 MB per frame
+both ways, to the reception of the last of what a navigation stack waits for
+(``outputs.NAVIGATION_OUTPUTS``: mask, confidence and point cloud), and the median reception
+time of each output. With the driver in this process instead, its reception of about 15 MB per frame
 took the interpreter and the DDS intra-process copies from the node's own thread.
 """
 
@@ -31,7 +33,7 @@ from rclpy.parameter import Parameter
 from rclpy.utilities import get_rmw_implementation_identifier
 
 from ..memory import keep_freed_memory
-from ..outputs import OUTPUTS
+from ..outputs import NAVIGATION_OUTPUTS, OUTPUT_BY_NAME, OUTPUTS
 from .conversions import output_topic_types
 from .delivery_benchmark import cdr_stamp
 from .node import HydraNetNode
@@ -102,6 +104,8 @@ class Driver:
         self.node = rclpy.create_node("hydranet_bench_driver", namespace=namespace)
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.topics = topics
+        self.navigation = [OUTPUT_BY_NAME[name].topic for name in NAVIGATION_OUTPUTS
+                           if OUTPUT_BY_NAME[name].topic in topics]
         types = output_topic_types(spec.name for spec in OUTPUTS)
         self.arrived: dict[str, tuple[float, float]] = {}
         self.stamp: tuple[int, int] | None = None
@@ -146,6 +150,8 @@ class Driver:
         if not self.spin_until(lambda: len(self.arrived) == len(self.topics), FRAME_TIMEOUT_S):
             return {"missing": sorted(set(self.topics) - set(self.arrived))}
         return {"reception_ms": (max(r for r, _ in self.arrived.values()) - sent) * 1e3,
+                "navigation_ms": (max(self.arrived[t][0] for t in self.navigation) - sent) * 1e3
+                if self.navigation else None,
                 "callback_ms": (max(c for _, c in self.arrived.values()) - sent) * 1e3,
                 "by_topic_ms": {t: (r - sent) * 1e3 for t, (r, _) in self.arrived.items()}}
 
@@ -221,6 +227,7 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
             raise RuntimeError(f"the benchmark's driver: {json.loads(reply).get('error', reply)}")
         reception: list[float] = []
         callback: list[float] = []
+        navigation: list[float] = []
         by_topic: dict[str, list[float]] = {}
         for i in range(warmup + frames):
             if i == warmup:
@@ -234,6 +241,8 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
             if i >= warmup:
                 reception.append(result["reception_ms"])
                 callback.append(result["callback_ms"])
+                if result["navigation_ms"] is not None:
+                    navigation.append(result["navigation_ms"])
                 for topic, ms in result["by_topic_ms"].items():
                     by_topic.setdefault(topic, []).append(ms)
         snap = bench.node.stats.snapshot()
@@ -247,6 +256,9 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
                 "node_inference_ms": _summary(np.asarray(snap.inference_s) * 1e3),
                 "consumer_send_to_last_reception_ms": _summary(reception),
                 "consumer_send_to_last_callback_ms": _summary(callback),
+                # the last of the outputs a navigation stack waits for (NAVIGATION_OUTPUTS)
+                "consumer_send_to_navigation_inputs_ms":
+                    _summary(navigation) if navigation else None,
                 "consumer_send_to_reception_p50_ms_by_topic": {
                     topic: _summary(values)["median"] for topic, values in by_topic.items()}}
     finally:
