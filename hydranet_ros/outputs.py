@@ -46,11 +46,12 @@ OUTPUT_BY_NAME = {spec.name: spec for spec in OUTPUTS}
 #: segmentation layer takes the mask, its confidence and the point cloud of one stamp together
 #: (an exact-time synchroniser: ``navigation.py``), so it waits for the last of these three.
 NAVIGATION_OUTPUTS = ("labels", "confidence", "points")
-#: The order a frame's messages go out in: what navigation reads (labels, depth and then its
-#: camera_info, the point cloud) before the views made for people, so that a costmap gets its
-#: inputs without waiting for the colour images to be published.
-PUBLISH_ORDER = ("labels", "depth", "points", "normals", "confidence", "segmentation_color",
-                 "overlay", "depth_color", "normals_color")
+#: The order a frame's messages go out in: a navigation stack's inputs first, the smallest
+#: first (a costmap acts once the last of them has arrived), then the metric depth with its
+#: camera_info and the normals, then the views made for people, so that a costmap gets its
+#: inputs without waiting for the other 9 MB of a 640x480 frame to be published.
+PUBLISH_ORDER = NAVIGATION_OUTPUTS + ("depth", "normals", "segmentation_color", "overlay",
+                                      "depth_color", "normals_color")
 POINT_COLOR_SOURCES = ("image", "segmentation")
 
 
@@ -109,7 +110,7 @@ def compute_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings:
 def start_outputs(rgb: np.ndarray, pred: Prediction, preset: Preset, settings: OutputSettings,
                   wanted: set[str], intrinsics: Intrinsics | None = None) -> FrameOutputs:
     """The wanted outputs of a frame: the views made for people (colour images, overlay)
-    started on the worker threads, then what navigation reads (labels, depth, the point
+    started on the worker threads, then what navigation reads (labels, confidence, the point
     cloud) made here. The node publishes in ``PUBLISH_ORDER``, so the navigation outputs go
     out while the views are still being made instead of after them (see the README's node
     overhead for what that changed)."""

@@ -76,6 +76,12 @@ def test_bench_writes_table_json_and_chart(tmp_path):
             node["node_receipt_to_publish_ms"]["median"] - 1.0, node
         assert node["consumer_send_to_last_callback_ms"]["median"] >= \
             node["consumer_send_to_last_reception_ms"]["median"], node
+        # a navigation stack's inputs: the last of mask, confidence and cloud of each frame
+        by_topic = node["consumer_send_to_reception_p50_ms_by_topic"]
+        navigation = node["consumer_send_to_navigation_inputs_ms"]["median"]
+        assert max(by_topic[t] for t in ("segmentation/labels", "segmentation/confidence",
+                                         "points")) - 0.1 <= navigation <= \
+            node["consumer_send_to_last_reception_ms"]["median"] + 0.1, node
     for peak in report["node_peak"]:
         slow, fast = peak["runs"]
         # (4 + 2 warm-up) s per rate: up to 4 s counted, from the first frame after the

@@ -170,30 +170,33 @@ def test_classes_that_refuse_buffers_get_copies(monkeypatch):
 
 
 def test_frame_messages_come_in_publishing_order_navigation_first():
-    """Labels, depth with its camera_info and the cloud go out before the colour views, and
-    every output has its place in that order."""
+    """A navigation stack's inputs (labels, confidence, the cloud) go out first, then depth
+    with its camera_info and the normals, then the colour views; every output has its place
+    in that order."""
     assert sorted(PUBLISH_ORDER) == sorted(OUTPUT_BY_NAME)
     h, w = 4, 5
     arrays = {"normals_color": np.zeros((h, w, 3), np.uint8),
               "overlay": np.zeros((h, w, 3), np.uint8),
               "points": np.zeros((h, w), POINT_DTYPE), "normals": np.zeros((h, w, 3), np.float32),
-              "depth": np.ones((h, w), np.float32), "labels": np.zeros((h, w), np.uint8)}
+              "depth": np.ones((h, w), np.float32), "labels": np.zeros((h, w), np.uint8),
+              "confidence": np.zeros((h, w), np.uint8)}
     info = CameraInfo(width=w, height=h)
     messages = frame_messages(arrays, Image().header, info)
-    assert list(messages) == ["segmentation/labels", "depth/image", "depth/camera_info",
-                              "points", "normals/image", "segmentation/overlay", "normals/color"]
+    assert list(messages) == ["segmentation/labels", "segmentation/confidence", "points",
+                              "depth/image", "depth/camera_info", "normals/image",
+                              "segmentation/overlay", "normals/color"]
     assert list(frame_messages({"depth": arrays["depth"]}, Image().header, None)) == \
         ["depth/image"]
 
 
 def test_the_node_publishes_navigation_outputs_without_waiting_for_the_views(monkeypatch):
     """frame_message_stream makes each message when it is reached: every navigation message
-    (labels, depth, its camera_info, the cloud) is out before the stream first waits for a
-    view (which the worker threads may still be making)."""
+    (labels, confidence, the cloud) and the depth with its camera_info are out before the
+    stream first waits for a view (which the worker threads may still be making)."""
     h, w = 6, 8
     labels = np.zeros((h, w), np.uint8)
     depth = np.linspace(1, 50, h * w, dtype=np.float32).reshape(h, w)
-    pred = Prediction(labels, depth, None)
+    pred = Prediction(labels, depth, None, np.full((h, w), 200, np.uint8))
     streamed: list[str] = []
     waited_after: list[list[str]] = []
     real_get = FrameOutputs.__getitem__
@@ -202,15 +205,17 @@ def test_the_node_publishes_navigation_outputs_without_waiting_for_the_views(mon
         if name in self._pending:
             waited_after.append(list(streamed))
         return real_get(self, name)
-    wanted = {"labels", "depth", "points", "segmentation_color", "overlay", "depth_color"}
+    wanted = {"labels", "confidence", "depth", "points", "segmentation_color", "overlay",
+              "depth_color"}
     arrays = start_outputs(np.zeros((h, w, 3), np.uint8), pred, get_preset("kitti"),
                            OutputSettings(), wanted, Intrinsics(10, 10, 4, 3, w, h))
     monkeypatch.setattr(FrameOutputs, "__getitem__", spy)
     for topic, _ in frame_message_stream(arrays, Image().header, CameraInfo(width=w, height=h)):
         streamed.append(topic)
-    assert waited_after[0] == ["segmentation/labels", "depth/image", "depth/camera_info", "points"]
+    assert waited_after[0] == ["segmentation/labels", "segmentation/confidence", "points",
+                               "depth/image", "depth/camera_info"]
     assert len(waited_after) == 3  # each view waited for once
-    assert streamed[4:] == ["segmentation/color", "segmentation/overlay", "depth/color"]
+    assert streamed[5:] == ["segmentation/color", "segmentation/overlay", "depth/color"]
 
 
 def test_camera_info_checks_and_restamping():

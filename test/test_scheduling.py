@@ -201,7 +201,7 @@ def test_navigation_outputs_do_not_wait_for_the_views(monkeypatch):
                   "normals_color", "points"}
     out = start_outputs(rgb, prediction(), preset, OutputSettings(), everything, intr)
     assert not release.is_set() and out["points"].shape == (6, 8)  # made, the view still not
-    assert list(out) == ["labels", "depth", "points", "normals", "segmentation_color",
+    assert list(out) == ["labels", "points", "depth", "normals", "segmentation_color",
                          "overlay", "depth_color", "normals_color"]  # publishing order
     assert "normals_color" in out and "confidence" not in out and len(out) == 8
     release.set()

@@ -21,7 +21,7 @@ log).
 
 With ``publish_threads`` above 1 a frame's messages serialized in place go out from that
 many threads at once (``SideBySide``), in runs of about equal bytes in the node's order
-(``shares``: labels, depth and the point cloud first, on the calling thread). Fast DDS copies
+(``shares``: labels, confidence and the point cloud first, on the calling thread). Fast DDS copies
 a sample into its writer's payload under that writer's own lock and into the shared-memory
 segment under one lock of the whole participant (``sendSync``), and the call holds no GIL
 here, so the copies of different messages partly overlap. A first version, which converted
@@ -254,7 +254,7 @@ def shares(sizes: Sequence[int], count: int) -> list[list[int]]:
     """The indices of ``sizes`` (in the order of importance) cut into at most ``count`` runs
     of consecutive indices of about equal total: each cut where the running total comes
     closest to its share. The first thread sends the first run, so the messages that
-    matter most (the node's: labels, depth, point cloud) start at once and in order."""
+    matter most (the node's: labels, confidence, point cloud) start at once and in order."""
     before = list(accumulate(sizes, initial=0))  # before[c]: the bytes of sizes[:c]
     cuts = [0]
     for share in range(1, count):
