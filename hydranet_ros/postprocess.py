@@ -21,11 +21,11 @@ import numpy as np
 from . import message_room
 from .workers import WORKERS, submit
 
-try:  # compiled row-by-row labels (numba); without it, OpenCV plane by plane
-    from . import resized_argmax
+try:  # compiled row-by-row labels and unit normals (numba); without it, OpenCV plane by plane
+    from . import resized_argmax, unit_normals
     RESIZED_ARGMAX_MISSING = ""
 except Exception as exc:  # noqa: BLE001  not installed, or not built for this numpy
-    resized_argmax = None
+    resized_argmax = unit_normals = None
     RESIZED_ARGMAX_MISSING = f"{type(exc).__name__}: {exc}"
 
 T = TypeVar("T")
@@ -39,10 +39,12 @@ PARALLEL_MIN_CLASSES = 12
 #: than several (the compiled path; 2 M is about 0.3 ms of work).
 PARALLEL_MIN_SCORES = 2_000_000
 #: What a frame's normals cost in class planes of the labels, to share the work evenly
-#: between threads: a plane is one class through the compiled kernel (640x480: 0.1 ms; normals
-#: 1.3-1.7 ms), or one OpenCV resize and running-maximum step (0.21 ms) without it. (Costs of
-#: 19 and 2.5, from timings beside the other thread, were no faster in an interleaved A/B.)
-NORMALS_COST = 14.0
+#: between threads: a plane is one class through the compiled kernel (640x480: 0.1 ms; the
+#: normals, resized and made unit vectors in one pass, 0.8-0.9 ms; 14 while they took 1.3-1.9
+#: ms), or one OpenCV resize and running-maximum step (0.21 ms) without it. (Costs of 19 and
+#: 2.5 then, and of 2 to 9 now, from timings beside the other thread, were no faster or slower
+#: beyond this machine's noise in interleaved A/Bs.)
+NORMALS_COST = 7.0
 NORMALS_COST_OPENCV = 8.0
 #: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms).
 DEPTH_COST = 1.5
@@ -90,10 +92,11 @@ def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def prepare(num_classes: int) -> None:
-    """Compile the labels' code (and the confidence's) now rather than on the first frame
-    (numba, on this project's 2-core machine: 7 to 8 s the first time after installing, 0.6 s
-    from its cache on disk)."""
+    """Compile the labels' code (and the confidence's and the normals') now rather than on
+    the first frame (numba, on this project's 2-core machine: 7 to 8 s the first time after
+    installing, 0.6 s from its cache on disk)."""
     labels_from_logits(np.zeros((num_classes, 4, 4), np.float32), (16, 16))
+    normals_from_raw(np.ones((3, 4, 4), np.float32), (16, 16))
 
 
 def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
@@ -273,11 +276,13 @@ def normals_from_raw(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(3, h, w) raw normals -> (H, W, 3) unit vectors in the camera's optical frame.
 
     The same float32 arithmetic as the release's ``norm / np.linalg.norm(norm, axis=2)``
-    (squares summed x, y, z in order, correctly rounded sqrt and division), done plane by
-    plane with OpenCV; a zero vector gives NaN, as in the release (OpenCV 5's division
-    follows IEEE 754 there; older OpenCV gave 0).
+    (squares summed x, y, z in order, correctly rounded sqrt and division), in one compiled
+    pass (``unit_normals``) or without numba plane by plane with OpenCV; a zero vector gives
+    NaN, as in the release (OpenCV 5's division follows IEEE 754 there; older OpenCV gave 0).
     """
     resized = resize_map(np.ascontiguousarray(normals.transpose(1, 2, 0)), size)
+    if unit_normals is not None:
+        return unit_normals.unit_normals(resized)
     # Plain copies of the channels: several times faster than cv2.split here.
     x, y, z = (np.ascontiguousarray(resized[:, :, i], dtype=np.float32) for i in range(3))
     norm = cv2.sqrt(cv2.add(cv2.add(cv2.multiply(x, x), cv2.multiply(y, y)), cv2.multiply(z, z)))

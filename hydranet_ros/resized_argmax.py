@@ -33,10 +33,12 @@ CUBIC_A = np.float32(-0.75)
 MIN_RUN = 16
 
 
-def _compiled(function, fastmath: bool | set[str] = False):
+def compiled(function, fastmath: bool | set[str] = False, error_model: str = "python"):
     """Compiled without the GIL (the workers run bands of rows in parallel), cached on disk
-    where numba finds a writable place for it (else compiled once per process, ~2 s)."""
-    options = dict(nogil=True, boundscheck=False, fastmath=fastmath)
+    where numba finds a writable place for it (else compiled once per process, ~2 s).
+    ``error_model="numpy"``: a float division by zero gives inf or NaN as IEEE 754 says,
+    without the check for Python's ZeroDivisionError, which keeps LLVM from vectorising."""
+    options = dict(nogil=True, boundscheck=False, fastmath=fastmath, error_model=error_model)
     try:
         return numba.njit(cache=True, **options)(function)
     except RuntimeError:  # numba: "no locator available" (no writable cache location)
@@ -44,9 +46,9 @@ def _compiled(function, fastmath: bool | set[str] = False):
 
 
 def _compiled_with_fma(function):
-    """``_compiled``, with fused multiply-adds allowed: for the confidence, which need not
+    """``compiled``, with fused multiply-adds allowed: for the confidence, which need not
     repeat OpenCV's arithmetic (the labels' code keeps plain multiplies and adds)."""
-    return _compiled(function, fastmath={"contract"})
+    return compiled(function, fastmath={"contract"})
 
 
 @lru_cache(maxsize=32)
@@ -110,14 +112,14 @@ def column_layout(n_src: int, n_dst: int):
             np.array(lone, np.int64), order)
 
 
-@_compiled
+@compiled
 def _tap(src, index, by_tap, i):
     """Stored column i of a source row resized along x, by table look-up."""
     return ((src[index[i, 0]] * by_tap[0, i] + src[index[i, 1]] * by_tap[1, i])
             + src[index[i, 2]] * by_tap[2, i]) + src[index[i, 3]] * by_tap[3, i]
 
 
-@_compiled
+@compiled
 def _horizontal(scores, r0, r1, index, by_tap, runs, lone, out):
     """out[c, r - r0, i]: source row r of class c resized along x, at stored column i."""
     for c in range(scores.shape[0]):
@@ -204,7 +206,7 @@ def _row_confidence(scores, top, column, total, out):
         out[column[i]] = np.uint8(np.rint(q)) if q == q else np.uint8(0)
 
 
-@_compiled
+@compiled
 def _vertical_argmax(rows, r0, y0, y1, index, weights, column, labels, best, confidence):
     """For output rows y0..y1-1: each class's row resized along y from ``rows`` (the
     horizontal pass of source rows r0.., in stored column order), the running maximum over

@@ -163,13 +163,53 @@ def test_running_argmax_equals_resize_then_argmax(classes):
     assert labels.dtype == (np.uint8 if classes <= 256 else np.uint16)
 
 
-def test_normals_match_numpy_normalisation():
+@pytest.fixture(params=["numba", "opencv"])
+def normals_path(request, monkeypatch):
+    """The normals made unit vectors in one compiled pass (numba), or plane by plane with
+    OpenCV (without numba)."""
+    import hydranet_ros.postprocess as post
+    if request.param == "numba":
+        if post.unit_normals is None:
+            require(f"the compiled normals need numba ({post.RESIZED_ARGMAX_MISSING})")
+    else:
+        monkeypatch.setattr(post, "unit_normals", None)
+    return request.param
+
+
+def test_normals_match_numpy_normalisation(normals_path):
     raw = np.random.default_rng(3).normal(size=(3, 12, 16)).astype(np.float32)
     pred = postprocess((np.zeros((2, 12, 16), np.float32), np.zeros((1, 12, 16), np.float32), raw),
                        (45, 61))
     resized = cv2.resize(np.ascontiguousarray(raw.transpose(1, 2, 0)), (61, 45),
                          interpolation=cv2.INTER_CUBIC)
     assert np.array_equal(pred.normals, resized / np.linalg.norm(resized, axis=2, keepdims=True))
+
+
+def test_normals_of_a_whole_frame_are_the_releases_bit_for_bit(normals_path):
+    """At 640x480 every pixel's bits are those of the release's formula, also for vectors of
+    zero length (NaN), NaN components, and components whose squares overflow (inf) or
+    underflow; summing the squares in another order, or fusing a multiply and an add, changes
+    the last bit of many pixels. The result has room for its message (published in place)."""
+    from hydranet_ros import message_room
+    from hydranet_ros.postprocess import normals_from_raw
+    rng = np.random.default_rng(11)
+    raw = rng.normal(size=(3, 120, 160)).astype(np.float32)
+    resized = cv2.resize(np.ascontiguousarray(raw.transpose(1, 2, 0)), (640, 480),
+                         interpolation=cv2.INTER_CUBIC)
+    expected = resized / np.linalg.norm(resized, axis=2, keepdims=True)
+    normals = normals_from_raw(raw, (480, 640))
+    assert normals.shape == (480, 640, 3) and normals.dtype == np.float32
+    assert np.array_equal(normals.view(np.uint32), expected.view(np.uint32))
+    assert message_room.room(normals) is not None
+    special = np.array([[[0, 0, 0], [np.nan, 1, 0], [3e30, 1, 0], [np.inf, 0, 0],
+                         [1e-30, 2e-30, 0], [-0.0, 0, -2]]], np.float32)
+    flat = np.repeat(special, 40, axis=0).transpose(2, 0, 1)  # (3, 40, 6): not resized
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        expected = np.repeat(special / np.linalg.norm(special, axis=2, keepdims=True), 40, 0)
+    made = normals_from_raw(np.ascontiguousarray(flat), (40, 6))
+    assert np.array_equal(np.isnan(made), np.isnan(expected))
+    assert np.array_equal(made.view(np.uint32)[~np.isnan(made)],
+                          expected.view(np.uint32)[~np.isnan(expected)])
 
 
 @pytest.fixture(params=["numba", "opencv"])
