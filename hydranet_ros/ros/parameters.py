@@ -62,9 +62,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "arrays a CPU engine's were made in; no copy into rclpy's messages); false: as "
               "rclpy messages", read_only=True),
     ParamSpec("publish_threads", 1, "threads a frame's outputs are sent from when published in "
-              "place, in runs of about equal bytes (the navigation outputs "
-              "first): the last output goes out sooner, the point cloud a little later; 1: one "
-              "after another", read_only=True, low=1, high=8),
+              "place, in runs of about equal bytes (the navigation inputs "
+              "first): the last output goes out sooner, the navigation inputs (mask, "
+              "confidence, cloud) a little later; 1: one after another", read_only=True, low=1,
+              high=8),
     ParamSpec("image_transport", "raw", "raw: subscribe to 'image'; compressed: to "
               "'image/compressed'", read_only=True, choices=("raw", "compressed")),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the subscriptions "
