@@ -46,8 +46,10 @@ PARALLEL_MIN_SCORES = 2_000_000
 #: beyond this machine's noise in interleaved A/Bs.)
 NORMALS_COST = 7.0
 NORMALS_COST_OPENCV = 8.0
-#: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms).
+#: The depth's cost in the same units (one bicubic resize and abs: 0.15 ms), and in OpenCV
+#: planes (as the compiled cost converted by the normals' ratio gave it while that was 8/14).
 DEPTH_COST = 1.5
+DEPTH_COST_OPENCV = 0.86
 #: What the confidence adds to a class plane of the compiled labels, in the same units (the
 #: softmax's exponential of every resized score: ``resized_argmax._row_confidence``).
 CONFIDENCE_COST = 1.5
@@ -91,12 +93,13 @@ def labels_from_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return _labels_and_best(logits, size, want_best=False).labels
 
 
-def prepare(num_classes: int) -> None:
-    """Compile the labels' code (and the confidence's and the normals') now rather than on
-    the first frame (numba, on this project's 2-core machine: 7 to 8 s the first time after
-    installing, 0.6 s from its cache on disk)."""
+def prepare(num_classes: int, normals: bool = True) -> None:
+    """Compile the labels' code (and the confidence's, and where the model has them the
+    normals') now rather than on the first frame (numba, on this project's 2-core machine: 7
+    to 8 s the first time after installing, 0.6 s from its cache on disk)."""
     labels_from_logits(np.zeros((num_classes, 4, 4), np.float32), (16, 16))
-    normals_from_raw(np.ones((3, 4, 4), np.float32), (16, 16))
+    if normals:
+        normals_from_raw(np.ones((3, 4, 4), np.float32), (16, 16))
 
 
 def _class_runs(num_classes: int, beside: float = 0.0) -> list[tuple[int, int]]:
@@ -158,14 +161,13 @@ def _labels_and_best(logits: np.ndarray, size: tuple[int, int],
                      want_best: bool = True, want_confidence: bool = False) -> _Scored:
     """The ids, (``want_best``) the winning resized score and (``want_confidence``) the
     confidence of every pixel, and the result of ``beside`` (other work of the frame, worth
-    ``beside_cost`` class planes), which the thread of the last share does after its share.
+    ``beside_cost`` class planes of the path that runs: ``_beside_cost``), which the thread
+    of the last share does after its share.
     Compiled, the confidence is made with the labels, row by row; without numba, in a second
     pass over OpenCV's class planes."""
     if resized_argmax is None:
         _warn_once_without_numba()
-        # an OpenCV class plane costs more than a compiled one: fewer of them make up for beside
-        labels, best, extra = _labels_and_best_opencv(
-            logits, size, beside, beside_cost * NORMALS_COST_OPENCV / NORMALS_COST)
+        labels, best, extra = _labels_and_best_opencv(logits, size, beside, beside_cost)
         confidence = _confidence_opencv(logits, size, best) if want_confidence else None
         return _Scored(labels, best if want_best else None, confidence, extra)
     scores = np.ascontiguousarray(logits, dtype=np.float32)
@@ -290,6 +292,14 @@ def normals_from_raw(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                      dst=message_room.empty(resized.shape[:2] + (3,), np.float32))
 
 
+def _beside_cost(normals: bool, depth: bool) -> float:
+    """What making the normals and the depth beside the labels costs, in class planes of the
+    path that makes the labels (compiled, or OpenCV without numba)."""
+    if resized_argmax is None:
+        return (NORMALS_COST_OPENCV if normals else 0.0) + (DEPTH_COST_OPENCV if depth else 0.0)
+    return (NORMALS_COST if normals else 0.0) + (DEPTH_COST if depth else 0.0)
+
+
 def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
                 parts: set[str] | frozenset[str] = frozenset(PARTS)) -> Prediction:
     """Raw outputs of one image (no batch axis) -> full-resolution Prediction of ``parts``.
@@ -307,7 +317,7 @@ def postprocess(outputs: tuple[np.ndarray, ...], size: tuple[int, int],
     confident = CONFIDENCE in parts
     labels = confidence = None
     if "labels" in parts or confident:
-        cost = (NORMALS_COST if wanted else 0.0) + (DEPTH_COST if "depth" in parts else 0.0)
+        cost = _beside_cost(wanted, "depth" in parts)
         scored = _labels_and_best(outputs[0], size, others, cost, False, confident)
         labels, confidence, (normals_map, depth) = scored.labels, scored.confidence, scored.beside
     else:

@@ -269,11 +269,11 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
     result["engine_with_postprocessing_ms"] = best.predict_ms
     result["node_over_engine"] = round(node_ms / best.median_ms, 2)
     cloud_ms = result["consumer_send_to_reception_p50_ms_by_topic"].get("points")
-    cloud_text = f", the point cloud received {cloud_ms:.1f} ms" if cloud_ms is not None else ""
+    received = f", the point cloud received {cloud_ms:.1f} ms" if cloud_ms is not None else ""
     navigation = result["consumer_send_to_navigation_inputs_ms"]
     if navigation is not None:
-        cloud_text += (f", a navigation stack's inputs (mask, confidence, cloud) all received "
-                       f"{navigation['median']:.1f} ms")
+        received += (f", a navigation stack's inputs (mask, confidence, cloud) all received "
+                     f"{navigation['median']:.1f} ms")
     print(f"\nnode end to end, {size[1]}x{size[0]}, every output ({result['backend']}, "
           f"pipeline {pipeline}: {'pipelined' if result['pipelined'] else 'one stage'}, "
           f"publish_threads {publish_threads}, consumer in another process, one frame at a "
@@ -284,7 +284,7 @@ def run_node_benchmark(checkpoint: Path, best: Row, device: str, frames: int,
           f"inference and outputs {result['node_inference_ms']['median']:.1f} ms); consumer: "
           f"image sent to last output received "
           f"{result['consumer_send_to_last_reception_ms']['median']:.1f} ms, in its callback "
-          f"{result['consumer_send_to_last_callback_ms']['median']:.1f} ms" + cloud_text)
+          f"{result['consumer_send_to_last_callback_ms']['median']:.1f} ms" + received)
     return result
 
 

@@ -122,7 +122,7 @@ class HydraNetNode(Node):
         class_ids(self.predictor.preset, self.settings.pointcloud_exclude_classes)
         engine = self.predictor.engine
         if not engine.outputs_on_device:
-            prepare_postprocess(engine.num_classes)
+            prepare_postprocess(engine.num_classes, self.predictor.has_normals)
         logger.info(f"HydraNet ready: {engine.num_classes} classes, {engine.num_tasks} tasks, "
                     f"preset '{self.predictor.preset.name}', {engine.describe()}")
         self.cameras = {name: Camera(name) for name in names}
