@@ -1,5 +1,5 @@
 """The node's own cost per frame, everything except the network: message conversion,
-post-processing, the navigation outputs (labels, depth, point cloud), then building and
+post-processing, the navigation inputs (labels, confidence, point cloud), then building and
 publishing the messages while the colour views are made on the worker threads.
 
     .venv/bin/python benchmarks/node_overhead.py [--width 640 --height 480 --repeat 30]
