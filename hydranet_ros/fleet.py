@@ -233,7 +233,8 @@ class BagWorker:
             reason = str(exc) if isinstance(exc, HydraNetError) else f"{type(exc).__name__}: {exc}"
             return {"bag": str(job.input), "error": reason, "warnings": warnings}
         return {"bag": str(job.input), "output": str(job.output), "frames": result.frames,
-                "skipped_frames": result.skipped, "seconds": round(time.perf_counter() - started, 3),
+                "skipped_frames": result.skipped, "frames_without_cloud": result.without_cloud,
+                "seconds": round(time.perf_counter() - started, 3),
                 "where": {k: round(v, 3) for k, v in result.seconds.items()},
                 "warnings": warnings, "pid": os.getpid()}
 

@@ -34,17 +34,15 @@ class Intrinsics:
     height: int
 
     @classmethod
-    def from_k(cls, k, width: int, height: int) -> "Intrinsics":
-        """From a row-major 3x3 camera matrix (CameraInfo.k), refusing unusable values."""
-        values = np.asarray(k, dtype=np.float64).reshape(-1)
-        if values.size != 9:
-            raise HydraNetError(f"camera matrix K has {values.size} entries, expected 9")
-        fx, cx, fy, cy = values[0], values[2], values[4], values[5]
+    def checked(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+                source: str = "camera matrix K") -> "Intrinsics":
+        """From focal lengths and centre in pixels, refusing what the projection cannot use
+        (``source`` names where they came from in the error)."""
         # checked as the float32 the projection computes in: 1e-300 would become 0
-        with np.errstate(over="ignore", under="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             as_float32 = np.array([fx, fy, cx, cy], dtype=np.float32)
         if not np.all(np.isfinite(as_float32)) or as_float32[0] <= 0 or as_float32[1] <= 0:
-            raise HydraNetError(f"camera matrix K has unusable focal lengths fx={fx} fy={fy} "
+            raise HydraNetError(f"{source} has unusable focal lengths fx={fx} fy={fy} "
                                 f"or centre cx={cx} cy={cy}")
         if width <= 0 or height <= 0:
             raise HydraNetError(f"camera info has an empty image size {width}x{height}")

@@ -44,6 +44,9 @@ class Snapshot:
     rejections: dict[str, int] = field(default_factory=dict)  # by reason, in total
     #: Stamp-to-publish latency of the last LONG_RUN_FRAMES frames, across windows.
     long_run_stamp_latency_s: list[float] = field(default_factory=list)
+    #: Frames published without the point cloud wanted of them: camera_info unusable.
+    without_camera_info: int = 0
+    total_without_camera_info: int = 0
 
     @property
     def input_hz(self) -> float:
@@ -71,6 +74,9 @@ def health(snap: Snapshot) -> tuple[int, str]:
                         f"{inference * 1e3:.0f} ms of inference")
     if snap.rejected:
         problems.append(f"rejected {snap.rejected} bad frame(s)")
+    if snap.without_camera_info:
+        problems.append(f"{snap.without_camera_info} frame(s) without the point cloud: "
+                        f"camera_info does not describe the image")
     if problems:
         return WARN, "; ".join(problems)
     if snap.idle and not snap.processed:
@@ -114,6 +120,11 @@ class FrameStats:
             self._rejections[reason] += 1
         self._count("rejected")
 
+    def without_camera_info(self) -> None:
+        """A frame published without the point cloud (and depth/camera_info) a subscriber
+        wants, because the camera_info cannot describe its image."""
+        self._count("without_camera_info")
+
     def processed(self, inference_s: float, receipt_latency_s: float, stamp_latency_s: float) -> None:
         with self._lock:
             self._inference.append(inference_s)
@@ -140,7 +151,9 @@ class FrameStats:
                 total_dropped=self._totals["dropped"], total_rejected=self._totals["rejected"],
                 total_batches=self._totals["batches"], rejections=dict(self._rejections),
                 idle=self._window["idle"], total_idle=self._totals["idle"],
-                long_run_stamp_latency_s=list(self._long_run_stamp))
+                long_run_stamp_latency_s=list(self._long_run_stamp),
+                without_camera_info=self._window["without_camera_info"],
+                total_without_camera_info=self._totals["without_camera_info"])
             self._since = now
             self._reset()
             return snap

@@ -62,9 +62,11 @@ def frames(count: int, width: int = WIDTH, height: int = HEIGHT) -> list[np.ndar
     return [held_out_frame(world, k).rgb for k in range(count)]
 
 
-def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int | None = None):
+def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int | None = None,
+              uncalibrated_from: int | None = None):
     """/cam/image_raw (bgr8), /cam/camera_info and /chatter, 0.1 s apart; frame ``broken``
-    gets a data size that does not match its step."""
+    gets a data size that does not match its step; from frame ``uncalibrated_from`` on,
+    the camera_info has K and P zero, as an uncalibrated camera's."""
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     height, width = pictures[0].shape[:2]
     with Writer(path, version=8, storage_plugin=plugin) as writer:
@@ -76,8 +78,10 @@ def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int 
             data = np.ascontiguousarray(rgb[:, :, ::-1]).reshape(-1)
             if k == broken:
                 data = data[:-10]
-            writer.write(info, t, TS.serialize_cdr(camera_info_msg(k, width, height),
-                                                   CameraInfo.__msgtype__))
+            info_msg = camera_info_msg(k, width, height)
+            if uncalibrated_from is not None and k >= uncalibrated_from:
+                info_msg.k[:], info_msg.p[:] = 0.0, 0.0
+            writer.write(info, t, TS.serialize_cdr(info_msg, CameraInfo.__msgtype__))
             writer.write(image, t + 1000, TS.serialize_cdr(Image(
                 header=header(k), height=height, width=width, encoding="bgr8", is_bigendian=0,
                 step=width * 3, data=data), Image.__msgtype__))
@@ -136,6 +140,25 @@ def test_bag_is_annotated(tmp_path, checkpoint, storage):
     with pytest.raises(HydraNetError, match="refusing to overwrite"):
         bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
                       "--weights", str(checkpoint), *ENGINE])
+
+
+def test_uncalibrated_frames_lose_only_the_cloud(tmp_path, checkpoint, capsys):
+    """Frames whose camera_info cannot describe them are annotated without the point cloud
+    and depth/camera_info, said once (not per frame) and counted in the summary."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(4), uncalibrated_from=1)
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 0
+    found = read_bag(result)
+    image_times = [t for t, _, _ in found["/cam/image_raw"]]
+    for topic in ("/cam/segmentation/labels", "/cam/depth/image", "/cam/normals/image"):
+        assert [t for t, _, _ in found[topic]] == image_times, topic
+    for topic in ("/cam/points", "/cam/depth/camera_info"):
+        assert [t for t, _, _ in found[topic]] == image_times[:1], topic
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "without the point cloud" in line]
+    assert len(warned) == 1 and "camera matrix K has unusable focal lengths" in warned[0], err
+    assert "4 frame(s) annotated (0 skipped, 3 without point cloud)" in err
 
 
 def test_confidence_on_request(tmp_path, checkpoint):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array as array_module
+from dataclasses import astuple
 
 import cv2
 import numpy as np
@@ -227,10 +228,44 @@ def test_camera_info_checks_and_restamping():
     bad = CameraInfo(width=9, height=7, k=[0.0, 0, 4.5, 0, float("nan"), 3.5, 0, 0, 1])
     with pytest.raises(ImageError, match="camera_info: camera matrix K has unusable focal lengths"):
         camera_intrinsics(bad, 9, 7)
+    uncalibrated = CameraInfo(width=9, height=7)  # camera_info_manager's: K and P all zeros
+    with pytest.raises(ImageError, match="camera_info: camera matrix K has unusable focal "
+                                         "lengths fx=0.0 fy=0.0"):
+        camera_intrinsics(uncalibrated, 9, 7)
     header = Image().header
     header.frame_id = "cam"
     restamped = camera_info_for(info, header)
     assert restamped.header.frame_id == "cam" and list(restamped.d) == [0.1] * 5
+
+
+def test_camera_info_is_read_as_image_geometry_reads_it():
+    """P (the rectified image's) before K, then the region of interest and the binning,
+    which CameraInfo's size, K and P do not include."""
+    k = [400.0, 0, 330.0, 0, 410.0, 250.0, 0, 0, 1]
+    p = [500.0, 0, 320.0, 0, 0, 520.0, 240.0, 0, 0, 0, 1, 0]
+    info = CameraInfo(width=640, height=480, k=k, p=p)
+    intr = camera_intrinsics(info, 640, 480)
+    assert (intr.fx, intr.fy, intr.cx, intr.cy) == (500.0, 520.0, 320.0, 240.0)
+    info.p = [0.0] * 12  # a driver that fills K only
+    assert astuple(camera_intrinsics(info, 640, 480))[:4] == (400.0, 410.0, 330.0, 250.0)
+    info.p = p
+    info.binning_x, info.binning_y = 2, 4
+    intr = camera_intrinsics(info, 320, 120)
+    assert astuple(intr) == (250.0, 130.0, 160.0, 60.0, 320, 120)
+    with pytest.raises(ImageError, match=r"camera_info: size 640x480 \(binning 2x4\) does not "
+                                         r"match the image's 640x480"):
+        camera_intrinsics(info, 640, 480)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 100, 40, 200, 160
+    intr = camera_intrinsics(info, 100, 40)
+    assert astuple(intr) == (250.0, 130.0, (320.0 - 100) / 2, (240.0 - 40) / 4, 100, 40)
+    with pytest.raises(ImageError, match=r"size 640x480 \(binning 2x4, roi 200x160 at 100,40\) "
+                                         r"does not match the image's 320x120"):
+        camera_intrinsics(info, 320, 120)
+    info.binning_x = info.binning_y = 0  # 0 means 1, as in image_geometry
+    assert astuple(camera_intrinsics(info, 200, 160)) == (500.0, 520.0, 220.0, 200.0, 200, 160)
+    bad_p = CameraInfo(width=9, height=7, k=[5.0, 0, 4.5, 0, 5.0, 3.5, 0, 0, 1],
+                       p=[-1.0, 0, 4.5, 0, 0, 5.0, 3.5, 0, 0, 0, 1, 0])
+    assert camera_intrinsics(bad_p, 9, 7).fx == 5.0  # P unusable: K
 
 
 @pytest.mark.parametrize("array", [

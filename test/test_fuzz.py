@@ -106,15 +106,24 @@ numbers = special | st.floats(-1e6, 1e6, allow_nan=False)
 
 
 @FUZZ
-@given(k=st.lists(numbers, max_size=12), width=st.integers(0, 5000),
-       height=st.integers(0, 5000), image_w=st.integers(1, 5000), image_h=st.integers(1, 5000))
-def test_camera_info_only_rejects_with_a_named_field(k, width, height, image_w, image_h):
-    info = SimpleNamespace(k=k, width=width, height=height)
+@given(k=st.lists(numbers, max_size=12), p=st.lists(numbers, max_size=14),
+       width=st.integers(0, 5000), height=st.integers(0, 5000),
+       binning=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       roi=st.tuples(*[st.integers(0, 5000)] * 4) | st.just((0, 0, 0, 0)),
+       image_w=st.integers(1, 5000), image_h=st.integers(1, 5000))
+def test_camera_info_only_rejects_with_a_named_field(k, p, width, height, binning, roi,
+                                                     image_w, image_h):
+    x_offset, y_offset, roi_w, roi_h = roi
+    info = SimpleNamespace(k=k, p=p, width=width, height=height, binning_x=binning[0],
+                           binning_y=binning[1], roi=SimpleNamespace(
+                               x_offset=x_offset, y_offset=y_offset, width=roi_w, height=roi_h))
     intr = decoded(camera_intrinsics, info, image_w, image_h)
     if intr is not None:
         as_float32 = np.array([intr.fx, intr.fy, intr.cx, intr.cy], dtype=np.float32)
         assert np.isfinite(as_float32).all() and (as_float32[:2] > 0).all()
-        assert (intr.width, intr.height) == (image_w, image_h) == (width, height)
+        full = (roi_w, roi_h) if roi_w and roi_h else (width, height)
+        assert (intr.width, intr.height) == (image_w, image_h) == (
+            full[0] // max(1, binning[0]), full[1] // max(1, binning[1]))
 
 
 raw_values = st.sampled_from([0.0, float("nan"), float("inf"), -float("inf"), 1e30, -1e-30]) \

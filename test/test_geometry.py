@@ -97,12 +97,14 @@ def test_size_mismatch_and_bad_intrinsics():
     with pytest.raises(HydraNetError, match="depth image is 10x5 but the camera info is for 320x240"):
         point_cloud(np.ones((5, 10), np.float32), INTR, np.zeros((5, 10, 3), np.uint8),
                     np.zeros((5, 10), np.uint8))
+    with pytest.raises(HydraNetError, match="camera matrix K has unusable focal lengths"):
+        Intrinsics.checked(0, 1, 1, 1, 4, 4)
+    with pytest.raises(HydraNetError, match="projection matrix P has unusable focal lengths"):
+        Intrinsics.checked(1, 1e-300, 1, 1, 4, 4, "projection matrix P")  # 0 as float32
     with pytest.raises(HydraNetError, match="unusable focal lengths"):
-        Intrinsics.from_k([0, 0, 1, 0, 1, 1, 0, 0, 1], 4, 4)
-    with pytest.raises(HydraNetError, match="has 3 entries, expected 9"):
-        Intrinsics.from_k([1, 2, 3], 4, 4)
+        Intrinsics.checked(1, 1, float("nan"), 1, 4, 4)
     with pytest.raises(HydraNetError, match="empty image size 0x4"):
-        Intrinsics.from_k([1, 0, 1, 0, 1, 1, 0, 0, 1], 0, 4)
+        Intrinsics.checked(1, 1, 1, 1, 0, 4)
 
 
 @pytest.mark.parametrize("organized", [True, False])

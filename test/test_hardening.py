@@ -106,11 +106,13 @@ def test_fuzzed_images_never_take_the_node_down(fuzz_target, msg):
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(k=st.lists(numbers, max_size=12))
-def test_fuzzed_camera_info_never_takes_the_node_down(fuzz_target, k):
+@given(k=st.lists(numbers, max_size=12), p=st.lists(numbers, max_size=14))
+def test_fuzzed_camera_info_never_takes_the_node_down(fuzz_target, k, p):
     proc, probe = fuzz_target
     info = camera_info(64, 48)
     info.k = [float(v) for v in (k + [0.0] * 9)[:9]] if len(k) >= 9 else info.k
+    # P is read first; where it is unusable (all zeros here), K
+    info.p = [float(v) for v in (p + [0.0] * 12)[:12]] if len(p) >= 12 else [0.0] * 12
     if len(k) < 9:
         info.width = len(k) * 7  # a size that does not match the image
     info.header.stamp = probe.stamp()

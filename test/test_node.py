@@ -22,7 +22,8 @@ from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from ros_harness import STOP_BOUND_S, NodeProcess, Probe, camera_info, image_msg  # noqa: E402
 
@@ -218,16 +219,95 @@ def test_bad_frames_are_skipped_with_a_warning(probe, node, predictor, field):
     assert node.proc.poll() is None
 
 
-def test_mismatched_camera_info_skips_the_frame(probe, node):
-    probe.info = camera_info(WIDTH * 2, HEIGHT * 2)
+def uncalibrated_info() -> CameraInfo:
+    """What camera_info_manager sends for a camera without a calibration: K and P zeros."""
+    info = CameraInfo(width=WIDTH, height=HEIGHT)
+    info.header.frame_id = "camera_optical_frame"
+    return info
+
+
+@pytest.mark.parametrize("bad_info, problem", [
+    (camera_info(WIDTH * 2, HEIGHT * 2), "camera_info: size 256x192 does not match the "
+                                         "image's 128x96"),
+    (uncalibrated_info(), "camera_info: camera matrix K has unusable focal lengths fx=0.0"),
+])
+def test_unusable_camera_info_costs_only_the_point_cloud(probe, node, bad_info, problem):
+    """Labels, depth and normals need no camera_info: with one that cannot describe the
+    image the frame goes out without the cloud and depth/camera_info, a throttled warning
+    says why and /diagnostics counts it; a good camera_info brings the cloud back."""
+    without = [t for t in ALL_TOPICS if t not in ("points", "depth/camera_info")]
+    probe.info = bad_info
     try:
-        probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS,
-                       timeout=5)
-        assert node.wait_for_log("camera_info: size 256x192 does not match the image's 128x96",
-                                 timeout=20), node.log()[-2000:]
+        for _ in range(20):  # warnings of a field are throttled: one per 5 s
+            assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s),
+                                  without)
+            if node.wait_for_log(f"published without the point cloud and depth/camera_info: "
+                                 f"{problem}", timeout=1.0):
+                break
+        else:
+            pytest.fail(node.log()[-2000:])
+        for _ in range(3):  # frames sent once the node has the bad camera_info
+            found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s),
+                                   without)
+            assert found
+            stamp = found["segmentation/labels"].header.stamp
+            probe.spin_until(lambda: False, timeout=0.3)  # the cloud went out before these
+            assert not [m for t in ("points", "depth/camera_info")
+                        for m in probe.received[t] if m.header.stamp == stamp]
+        probe.diagnostics.clear()  # then a report of a window with such a frame: WARN
+        for _ in range(5):
+            probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), without)
+            if probe.spin_until(lambda: any(d.status[0].level == DiagnosticStatus.WARN and
+                                            "without the point cloud" in d.status[0].message
+                                            for d in probe.diagnostics), timeout=1.0):
+                break
+        warned = [d.status[0] for d in probe.diagnostics
+                  if d.status[0].level == DiagnosticStatus.WARN]
+        assert warned, [d.status[0].message for d in probe.diagnostics]
+        values = {kv.key: kv.value for kv in warned[-1].values}
+        assert int(values["frames without point cloud, camera_info unusable"]) >= 4
     finally:
         probe.info = camera_info(WIDTH, HEIGHT)
     assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+    assert node.proc.poll() is None
+
+
+def test_binned_camera_info_gives_the_rectified_intrinsics(probe, node):
+    """A 256x192 calibration binned 2x2 describes the 128x96 image; the cloud projects with
+    P (the rectified image's, as image_geometry and depth_image_proc do), not K, scaled by
+    the binning; depth/camera_info passes the camera's own on."""
+    info = camera_info(WIDTH * 2, HEIGHT * 2, fx=300.0, fy=300.0)  # P and K centred
+    info.k = [900.0, 0.0, 10.0, 0.0, 900.0, 10.0, 0.0, 0.0, 1.0]  # the raw image's
+    info.binning_x = info.binning_y = 2
+    probe.info = info
+    try:
+        def binned() -> dict:
+            found = probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s),
+                                   ["points", "depth/image", "depth/camera_info"])
+            return found if found and found["depth/camera_info"].binning_x == 2 else {}
+        found = next((f for f in (binned() for _ in range(10)) if f), None)
+        assert found, node.log()[-2000:]
+    finally:
+        probe.info = camera_info(WIDTH, HEIGHT)
+    depth = decode_image(found["depth/image"])
+    points = cloud_array(found["points"])
+    valid = np.isfinite(depth)
+    u = np.arange(WIDTH)[None, :]
+    v = np.arange(HEIGHT)[:, None]
+    assert valid.mean() > 0.5
+    assert np.allclose(points["x"][valid], ((u - WIDTH / 2) / 150.0 * depth)[valid], rtol=1e-5)
+    assert np.allclose(points["y"][valid], ((v - HEIGHT / 2) / 150.0 * depth)[valid], rtol=1e-5)
+    assert list(found["depth/camera_info"].k) == list(info.k)
+
+
+def test_rclpys_own_parameters_can_be_set(probe, node):
+    """use_sim_time is declared by rclpy, not by the node: setting it at run time (ros2 param
+    set, a launch file's parameter reload) must not take the node down."""
+    (result,) = set_parameters(probe, {"use_sim_time": False})
+    assert result.successful, result.reason
+    assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s),
+                          ["segmentation/labels"])
+    assert node.proc.poll() is None and "Traceback" not in node.log()
 
 
 def set_parameters(probe, values: dict) -> list:

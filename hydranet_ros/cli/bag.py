@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         result = annotator.run(on_frame=bar.update)
     topics = ", ".join(conn.topic for conn, _ in annotator.outputs.values())
     print(f"{PROG}: {'interrupted: ' if result.interrupted else ''}{result.frames} frame(s) "
-          f"annotated ({result.skipped} skipped), {result.messages} message(s) copied, into "
+          f"annotated ({result.skipped} skipped"
+          f"{f', {result.without_cloud} without point cloud' if result.without_cloud else ''}), "
+          f"{result.messages} message(s) copied, into "
           f"{args.output}; added {topics}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.interrupted else 0
 

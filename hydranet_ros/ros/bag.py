@@ -91,6 +91,8 @@ class BagRequest:
 class BagResult:
     frames: int = 0  # annotated
     skipped: int = 0  # unreadable frames
+    #: annotated without the point cloud and depth/camera_info: camera_info unusable
+    without_cloud: int = 0
     messages: int = 0  # copied from the input
     interrupted: bool = False
     #: Where the time went: network, outputs (post-processing, views, cloud, messages),
@@ -135,6 +137,7 @@ class BagAnnotator:
         self.result = BagResult()
         self._pending: list[_Frame] = []
         self._held: list[tuple[int, object, bytes]] = []
+        self._cloud_problem: str | None = None  # the last camera_info problem warned of
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -277,14 +280,28 @@ class BagAnnotator:
             if msg is None:
                 raise ImageError("data", "not a valid message")
             rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
-            intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0]) \
-                if info is not None and "points" in self.wanted else None
         except ImageError as exc:
             self.result.skipped += 1
             self.warn(f"skipping the frame on {conn.topic} at {timestamp / 1e9:.3f} s: {exc}")
             return False
+        intrinsics = None
+        if info is not None and self.wanted & {"points", "depth"}:
+            try:
+                intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
+            except ImageError as exc:  # the frame's other outputs need no camera_info
+                self._without_cloud(timestamp, exc)
+                info = None
         self._pending.append(_Frame(timestamp, msg, rgb, info, intrinsics))
         return True
+
+    def _without_cloud(self, timestamp: int, exc: ImageError) -> None:
+        """Counts a frame annotated without the point cloud and depth/camera_info; warns on
+        the first such frame and whenever the reason changes, not on every frame."""
+        self.result.without_cloud += 1
+        if str(exc) != self._cloud_problem:
+            self._cloud_problem = str(exc)
+            self.warn(f"from {timestamp / 1e9:.3f} s on, frames annotated without the point "
+                      f"cloud and depth/camera_info: {exc}")
 
     def _flush(self) -> int:
         """Run the pending frames as one batch and write their outputs (and what waited)."""

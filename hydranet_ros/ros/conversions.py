@@ -128,14 +128,49 @@ def compressed_to_rgb(msg) -> np.ndarray:
 
 
 def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
-    """Intrinsics of a CameraInfo that must describe a ``width`` x ``height`` image."""
-    if (info.width, info.height) != (width, height):
-        raise ImageError("camera_info", f"size {info.width}x{info.height} does not match the "
-                         f"image's {width}x{height}")
+    """The intrinsics of the ``width`` x ``height`` image a CameraInfo describes, read as
+    image_geometry's PinholeCameraModel reads them (so the cloud agrees with depth_image_proc):
+    P's focal lengths and centre, those of the rectified image the node should be given (K's
+    where P is unset, as some drivers leave it), shifted by the region of interest and divided
+    by the binning, since the size, K and P describe the full-resolution sensor."""
+    bin_x, bin_y = max(1, info.binning_x), max(1, info.binning_y)
+    roi = info.roi
+    cropped = roi.width > 0 and roi.height > 0
+    full = (roi.width, roi.height) if cropped else (info.width, info.height)
+    if (full[0] // bin_x, full[1] // bin_y) != (width, height):
+        raise ImageError("camera_info", f"size {info.width}x{info.height}{_reduction(info)} "
+                         f"does not match the image's {width}x{height}")
+    fx, fy, cx, cy, source = _focal_and_centre(info)
+    off_x, off_y = (roi.x_offset, roi.y_offset) if cropped else (0, 0)
     try:
-        return Intrinsics.from_k(info.k, width, height)
+        return Intrinsics.checked(fx / bin_x, fy / bin_y, (cx - off_x) / bin_x,
+                                  (cy - off_y) / bin_y, width, height, source)
     except HydraNetError as exc:
         raise ImageError("camera_info", f"{exc}") from None
+
+
+def _focal_and_centre(info) -> tuple[float, float, float, float, str]:
+    """fx, fy, cx, cy from P where it has usable focal lengths, else from K (which is then
+    checked and named in any error)."""
+    p = np.asarray(info.p, dtype=np.float64).reshape(-1)
+    if p.size == 12 and np.all(np.isfinite(p[[0, 2, 5, 6]])) and p[0] > 0 and p[5] > 0:
+        return p[0], p[5], p[2], p[6], "projection matrix P"
+    k = np.asarray(info.k, dtype=np.float64).reshape(-1)
+    if k.size != 9:
+        raise ImageError("camera_info", f"camera matrix K has {k.size} entries, expected 9, "
+                         f"and P has no usable focal lengths")
+    return k[0], k[4], k[2], k[5], "camera matrix K"
+
+
+def _reduction(info) -> str:
+    """' (binning 2x2, roi 640x480 at 0,0)' where the CameraInfo crops or bins, else ''."""
+    parts = []
+    if max(1, info.binning_x) > 1 or max(1, info.binning_y) > 1:
+        parts.append(f"binning {max(1, info.binning_x)}x{max(1, info.binning_y)}")
+    roi = info.roi
+    if roi.width > 0 and roi.height > 0:
+        parts.append(f"roi {roi.width}x{roi.height} at {roi.x_offset},{roi.y_offset}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def status_values(snap: Snapshot) -> dict[str, str]:
         "frames dropped": str(snap.total_dropped),
         "frames rejected": str(snap.total_rejected),
         "frames skipped, no subscribers": str(snap.total_idle),
+        "frames without point cloud, camera_info unusable": str(snap.total_without_camera_info),
         "frames per network call": f"{snap.total_processed / snap.total_batches:.2f}"
         if snap.total_batches else "nan",
         "inference time p50 (ms)": _ms(median(snap.inference_s)),

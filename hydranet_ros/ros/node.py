@@ -250,6 +250,8 @@ class HydraNetNode(Node):
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
+            if p.name not in PARAM_BY_NAME:  # rclpy's own, such as use_sim_time
+                continue
             problem = choice_error(PARAM_BY_NAME[p.name], p.value)
             if problem is None and p.name == "pointcloud_exclude_classes":
                 try:
@@ -322,15 +324,38 @@ class HydraNetNode(Node):
         msg = frame.msg
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-            info = camera.info
-            intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0]) \
-                if info is not None else None
         except ImageError as exc:
             self.stats.rejected(exc.field)
             self._warnings.warn(exc.field, f"skipping frame {_stamp_text(msg)}"
-                                f"{' from ' + camera.name if camera.name else ''}: {exc}")
+                                f"{_from(camera)}: {exc}")
             return None
+        intrinsics, info = self._intrinsics(camera, msg, rgb.shape[1], rgb.shape[0], wanted)
         return Job(camera, frame, rgb, intrinsics, info, wanted)
+
+    def _intrinsics(self, camera: Camera, msg, width: int, height: int,
+                    wanted: set[str]) -> tuple[Intrinsics | None, CameraInfo | None]:
+        """The camera's intrinsics and camera_info for this image; (None, None) before any
+        camera_info or when it cannot describe the image (uncalibrated, another size): then
+        the frame goes out without the point cloud and depth/camera_info, as the labels,
+        depth and normals need neither, and a throttled warning says why where someone
+        listens to what is missing."""
+        info = camera.info
+        if info is None:
+            return None, None
+        try:
+            return camera_intrinsics(info, width, height), info
+        except ImageError as exc:
+            if "points" in wanted or self._listened(camera, DEPTH_INFO_TOPIC):
+                self.stats.without_camera_info()
+                self._warnings.warn(exc.field, f"frame {_stamp_text(msg)}{_from(camera)} "
+                                    f"published without the point cloud and depth/camera_info: "
+                                    f"{exc}")
+            return None, None
+
+    def _listened(self, camera: Camera, topic: str) -> bool:
+        with self._output_lock:
+            publisher = camera.publishers.get(topic)
+            return publisher is not None and publisher.get_subscription_count() > 0
 
     def _wanted(self, camera: Camera) -> set[str]:
         """Enabled outputs of a camera that someone listens to."""
@@ -408,6 +433,11 @@ class HydraNetNode(Node):
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self._sender is not None:
             self._sender.close()
+
+
+def _from(camera: Camera) -> str:
+    """' from <camera>' in messages about a frame, where the node has several cameras."""
+    return f" from {camera.name}" if camera.name else ""
 
 
 def camera_names(values: list[str]) -> list[str]:
