@@ -12,8 +12,13 @@ stamp="$VENV/.hydranet-installed"
 want=$(sha1sum setup.py scripts/setup.sh | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
-    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    # torch first and pinned to its CPU build: PyPI's Linux torch (and a bare `torch`
+    # requirement) is the multi-GB CUDA build; where no configured index or wheel folder has
+    # the CPU build, PyTorch's own CPU index does (macOS has only the plain build)
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0+cpu" 2>/dev/null \
+        || "$VENV/bin/python" -m pip install --quiet "torch==2.13.0+cpu" \
+            --extra-index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
+        || "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
     "$VENV/bin/python" -m pip install --quiet -e ".[ros,test,engines,bag,fleet]"
     echo "$want" > "$stamp"
 fi
