@@ -20,8 +20,26 @@ PACKAGE = "hydranet_ros"
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
 
 
+SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _is_true(context, name):
-    return LaunchConfiguration(name).perform(context).strip().lower() in ("true", "1", "yes")
+    """A switch argument as a boolean; anything but true/false, 1/0, yes/no is refused with
+    its name, rather than read as false (or reaching a node as text)."""
+    text = LaunchConfiguration(name).perform(context).strip()
+    if text.lower() not in SWITCH_WORDS:
+        raise ValueError(f"{name}:={text!r} is not a switch: use true or false")
+    return SWITCH_WORDS[text.lower()]
+
+
+def _rate(context):
+    """The camera's rate as the double it declares (launch would pass rate:=3 as an
+    integer, which the camera's parameter refuses)."""
+    text = LaunchConfiguration("rate").perform(context).strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"rate:={text!r} is not a number of frames per second") from None
 
 
 def _nodes(context):
@@ -34,8 +52,7 @@ def _nodes(context):
     nodes = [
         Node(package=PACKAGE, executable="synthetic_camera", name="synthetic_camera",
              namespace=namespace, output="screen", additional_env=env,
-             parameters=[{"rate": LaunchConfiguration("rate"),
-                          "held_out": LaunchConfiguration("held_out")}],
+             parameters=[{"rate": _rate(context), "held_out": _is_true(context, "held_out")}],
              on_exit=ending("synthetic_camera")),
         Node(package=PACKAGE, executable="hydranet_node", name="hydranet", namespace=namespace,
              output="screen", additional_env=env,

@@ -25,17 +25,25 @@ OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
              "backend": "backend", "precision": "precision",
              "calibration_images": "calibration_images",
              "publish_pointcloud": "publish_points"}
+#: Those of them that are switches: given as text, passed on as booleans.
+SWITCHES = {"publish_pointcloud"}
+SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 #: Set to "off" for the node's process when large_data_transport:=false (see transport.py).
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
 
 
-def _parameter_value(text):
-    lowered = text.lower()
-    return lowered == "true" if lowered in ("true", "false") else text
-
-
 def _is_true(context, name):
-    return LaunchConfiguration(name).perform(context).strip().lower() in ("true", "1", "yes")
+    """A switch argument as a boolean; anything but true/false, 1/0, yes/no is refused with
+    its name, rather than read as false (or reaching the node as text)."""
+    text = LaunchConfiguration(name).perform(context).strip()
+    if text.lower() not in SWITCH_WORDS:
+        raise ValueError(f"{name}:={text!r} is not a switch: use true or false")
+    return SWITCH_WORDS[text.lower()]
+
+
+def _override(context, name):
+    return _is_true(context, name) if name in SWITCHES else \
+        LaunchConfiguration(name).perform(context)
 
 
 def _installed(package):
@@ -47,8 +55,7 @@ def _installed(package):
 
 
 def _hydranet_node(context):
-    overrides = {param: _parameter_value(LaunchConfiguration(arg).perform(context))
-                 for arg, param in OVERRIDES.items()
+    overrides = {param: _override(context, arg) for arg, param in OVERRIDES.items()
                  if LaunchConfiguration(arg).perform(context)}
     env = {} if _is_true(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
     return [Node(
@@ -113,7 +120,7 @@ def generate_launch_description():
                               default_value=os.path.join(share, "config", "hydranet.yaml"),
                               description="parameter file of hydranet_node"),
         DeclareLaunchArgument("publish_pointcloud", default_value="",
-                              description="true/false; empty: from params_file"),
+                              description="true or false; empty: from params_file"),
         DeclareLaunchArgument("large_data_transport", default_value="true",
                               description="give the node Fast DDS's large-data profile "
                                           "(config/fastdds_large_data.xml), so that images and "

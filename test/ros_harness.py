@@ -41,12 +41,15 @@ class NodeProcess:
     """hydranet_node as a child process, its output collected in a log file."""
 
     def __init__(self, log_path: Path, params: dict, namespace: str = "",
-                 env: dict | None = None, command: list[str] | None = None) -> None:
+                 env: dict | None = None, command: list[str] | None = None,
+                 remaps: dict[str, str] | None = None) -> None:
         """``command`` runs instead of hydranet_node (e.g. ``gpu_like_node.py``)."""
         args = (command or [NODE_EXE]) + ["--ros-args", "--params-file",
                                           str(REPO / "config" / "hydranet.yaml")]
         for name, value in params.items():
             args += ["-p", f"{name}:={_param_text(value)}"]
+        for name, target in (remaps or {}).items():
+            args += ["-r", f"{name}:={target}"]
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
         self.log_path = log_path

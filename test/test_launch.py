@@ -158,7 +158,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
 
     proc = launch(colcon_install, tmp_path, "hydranet.launch.py", [
         f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
-        "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=false",
+        "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=0",
         "use_rviz:=true"])
     probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
                   info_topic="/cam/camera_info")
@@ -170,7 +170,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
                                ["segmentation/labels", "depth/image"])
         assert found, probe.report() + (tmp_path / "launch.log").read_text()
         assert probe.node.count_publishers("/launched/segmentation/labels") == 1
-        assert probe.node.count_publishers("/launched/points") == 0  # publish_pointcloud:=false
+        assert probe.node.count_publishers("/launched/points") == 0  # publish_pointcloud:=0
     finally:
         probe.destroy()
         code = stop_launch(proc, 15)
@@ -191,7 +191,7 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
 
     # use_rviz is true by default: without rviz2 the demo runs without it
     proc = launch(colcon_install, tmp_path, "demo.launch.py",
-                  ["namespace:=launched_demo", "rate:=2.0"])
+                  ["namespace:=launched_demo", "rate:=2"])  # an integer: the camera takes a double
     node = Node("demo_launch_probe")
     summaries = []
     node.create_subscription(String, "/launched_demo/evaluation/summary",

@@ -487,12 +487,17 @@ def probe_stamp(i: int):
 
 
 def test_compressed_transport(ros, checkpoint, predictor, tmp_path):
+    """image_transport: compressed, with the image remapped as the launch file remaps it
+    (image:=...): the node takes <that topic>/compressed, as image_transport names it."""
     proc = NodeProcess(tmp_path / "compressed.log",
                        {"weights": str(checkpoint), **SAME_ENGINE, "image_transport": "compressed",
-                        "max_depth": MAX_DEPTH}, namespace="/compressed")
-    probe = Probe("compressed_probe", namespace="/compressed")
+                        "max_depth": MAX_DEPTH}, namespace="/compressed",
+                       remaps={"image": "cam/image_rect", "camera_info": "cam/camera_info"})
+    probe = Probe("compressed_probe", namespace="/compressed", image_topic="cam/image_rect",
+                  info_topic="cam/camera_info")
     try:
-        assert proc.wait_for_log("subscribed to '/compressed/image/compressed'"), proc.log()
+        assert proc.wait_for_log("subscribed to '/compressed/cam/image_rect/compressed'"), \
+            proc.log()
         assert probe.wait_connected(probe.compressed_pub), proc.log()
         probe.info = camera_info(WIDTH, HEIGHT)
         rgb = picture(4)

@@ -173,9 +173,12 @@ class HydraNetNode(Node):
         in_qos = profile(in_rel, self.param("input_depth"))
         compressed = self.param("image_transport") == "compressed"
         for camera in self.cameras.values():
-            relative = camera.topic("image") + ("/compressed" if compressed else "")
-            topic = self.resolve_topic_name(relative)
-            self.create_subscription(CompressedImage if compressed else Image, relative,
+            # as image_transport names it: the base topic (remapped, e.g. image:=...) and
+            # the transport's suffix; remapping image/compressed itself works too
+            topic = self.resolve_topic_name(camera.topic("image"))
+            if compressed:
+                topic = self.resolve_topic_name(f"{topic}/compressed")
+            self.create_subscription(CompressedImage if compressed else Image, topic,
                                      partial(self._on_image, camera.name), in_qos,
                                      event_callbacks=subscription_events(logger, topic, in_rel))
             info_topic = self.resolve_topic_name(camera.topic("camera_info"))
