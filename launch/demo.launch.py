@@ -16,43 +16,24 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from hydranet_ros.ros.launch_arguments import number, switch
+
 PACKAGE = "hydranet_ros"
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
-
-
-SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _is_true(context, name):
-    """A switch argument as a boolean; anything but true/false, 1/0, yes/no is refused with
-    its name, rather than read as false (or reaching a node as text)."""
-    text = LaunchConfiguration(name).perform(context).strip()
-    if text.lower() not in SWITCH_WORDS:
-        raise ValueError(f"{name}:={text!r} is not a switch: use true or false")
-    return SWITCH_WORDS[text.lower()]
-
-
-def _rate(context):
-    """The camera's rate as the double it declares (launch would pass rate:=3 as an
-    integer, which the camera's parameter refuses)."""
-    text = LaunchConfiguration("rate").perform(context).strip()
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"rate:={text!r} is not a number of frames per second") from None
 
 
 def _nodes(context):
     share = get_package_share_directory(PACKAGE)
     namespace = LaunchConfiguration("namespace")
-    env = {} if _is_true(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
+    env = {} if switch(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
 
     def ending(name):
         return [EmitEvent(event=Shutdown(reason=f"{name} exited"))]
     nodes = [
         Node(package=PACKAGE, executable="synthetic_camera", name="synthetic_camera",
              namespace=namespace, output="screen", additional_env=env,
-             parameters=[{"rate": _rate(context), "held_out": _is_true(context, "held_out")}],
+             parameters=[{"rate": number(context, "rate"),
+                          "held_out": switch(context, "held_out")}],
              on_exit=ending("synthetic_camera")),
         Node(package=PACKAGE, executable="hydranet_node", name="hydranet", namespace=namespace,
              output="screen", additional_env=env,
@@ -62,7 +43,7 @@ def _nodes(context):
         Node(package=PACKAGE, executable="hydranet_evaluator", name="hydranet_evaluator",
              namespace=namespace, output="screen", on_exit=ending("hydranet_evaluator")),
     ]
-    if not _is_true(context, "use_rviz"):
+    if not switch(context, "use_rviz"):
         return nodes
     try:
         get_package_share_directory("rviz2")

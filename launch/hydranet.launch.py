@@ -19,6 +19,8 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from hydranet_ros.ros.launch_arguments import switch
+
 PACKAGE = "hydranet_ros"
 #: Launch arguments that, when given, override the parameter of the same meaning.
 OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
@@ -27,22 +29,12 @@ OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
              "publish_pointcloud": "publish_points"}
 #: Those of them that are switches: given as text, passed on as booleans.
 SWITCHES = {"publish_pointcloud"}
-SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 #: Set to "off" for the node's process when large_data_transport:=false (see transport.py).
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
 
 
-def _is_true(context, name):
-    """A switch argument as a boolean; anything but true/false, 1/0, yes/no is refused with
-    its name, rather than read as false (or reaching the node as text)."""
-    text = LaunchConfiguration(name).perform(context).strip()
-    if text.lower() not in SWITCH_WORDS:
-        raise ValueError(f"{name}:={text!r} is not a switch: use true or false")
-    return SWITCH_WORDS[text.lower()]
-
-
 def _override(context, name):
-    return _is_true(context, name) if name in SWITCHES else \
+    return switch(context, name) if name in SWITCHES else \
         LaunchConfiguration(name).perform(context)
 
 
@@ -57,7 +49,7 @@ def _installed(package):
 def _hydranet_node(context):
     overrides = {param: _override(context, arg) for arg, param in OVERRIDES.items()
                  if LaunchConfiguration(arg).perform(context)}
-    env = {} if _is_true(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
+    env = {} if switch(context, "large_data_transport") else {DDS_PROFILE_SWITCH: "off"}
     return [Node(
         package=PACKAGE,
         executable="hydranet_node",
@@ -73,7 +65,7 @@ def _hydranet_node(context):
 
 
 def _rviz(context):
-    if not _is_true(context, "use_rviz"):
+    if not switch(context, "use_rviz"):
         return []
     if not _installed("rviz2"):
         return [LogInfo(msg="use_rviz:=true, but rviz2 is not installed: starting without it "
