@@ -140,15 +140,23 @@ def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
     jobs, done, refused = [], [], []
     for bag in bags:
         output = out_dir / bag.name
+        source, target = bag.resolve(), output.resolve()
+        if target == source or target in source.parents or source in target.parents:
+            refused.append((bag, f"its output {output} would be the bag itself, hold it or "
+                                 "lie inside it; choose another --out"))
+            continue
         record = record_for(bag, settings)
         existing = read_record(output) if output.exists() else None
         if existing == record and not overwrite:
             done.append(bag)
             continue
+        if output.exists() and existing is None:  # not ours: never replaced
+            refused.append((bag, f"{output} exists and is not an output of this tool; "
+                                 "move it away or choose another --out"))
+            continue
         if output.exists() and not overwrite:
-            why = ("was made from another input or with other settings" if existing
-                   else "exists and is not an output of this tool")
-            refused.append((bag, f"{output} {why}; use --overwrite to replace it"))
+            refused.append((bag, f"{output} was made from another input or with other "
+                                 "settings; use --overwrite to replace it"))
             continue
         jobs.append(Job(bag, output, count_frames(bag, settings.image_topic), record))
     return jobs, done, refused

@@ -161,6 +161,31 @@ def test_uncalibrated_frames_lose_only_the_cloud(tmp_path, checkpoint, capsys):
     assert "4 frame(s) annotated (0 skipped, 3 without point cloud)" in err
 
 
+def test_nothing_the_user_keeps_is_replaced(tmp_path, checkpoint):
+    """--overwrite replaces an earlier output bag only: never the input bag's own folder,
+    a folder inside it or a folder that is not a bag; and a bag that cannot be annotated
+    leaves no output behind."""
+    source = tmp_path / "recordings" / "in"
+    write_bag(source, "mcap", frames(2))
+    run = [str(source), "--image-topic", "/cam/image_raw", "--weights", str(checkpoint),
+           *ENGINE, "--overwrite"]
+    for output in (source.parent, source / "out"):
+        with pytest.raises(HydraNetError, match="cannot be the input bag .*, hold it or lie "
+                                                "inside it"):
+            bag_cli.main([run[0], str(output), *run[1:]])
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(HydraNetError, match="it is a folder but not a bag"):
+        bag_cli.main([run[0], str(notes), *run[1:]])
+    assert (notes / "todo.txt").read_text() == "keep me" and read_bag(source)
+    annotated, again = tmp_path / "annotated", tmp_path / "again"
+    assert bag_cli.main([run[0], str(annotated), *run[1:]]) == 0
+    with pytest.raises(HydraNetError, match="already has a topic /cam/segmentation/labels"):
+        bag_cli.main([str(annotated), str(again), *run[1:]])
+    assert not again.exists()
+
+
 def test_confidence_on_request(tmp_path, checkpoint):
     pictures = frames(2)
     source, result = tmp_path / "in", tmp_path / "out"

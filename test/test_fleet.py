@@ -84,6 +84,25 @@ def test_many_bags_on_two_workers(tmp_path, capsys):
     assert not list(out.glob(f".*{PARTIAL}*"))
 
 
+def test_outputs_never_replace_inputs_or_foreign_folders(tmp_path, capsys):
+    """An --out that holds the bags (their outputs would be the bags themselves) and an
+    output name taken by something this tool did not make are refused, --overwrite or not,
+    and the bags stay as they were."""
+    root = make_bags(tmp_path / "bags", counts=(2,), broken=False)
+    (bag,) = find_bags([str(root)])
+    before = read_bag(bag)
+    common = ["--image-topic", "/cam/image_raw", "--workers", "1", *ENGINE, "--overwrite"]
+    assert fleet([str(bag), "--out", str(root), *common]) == 1
+    assert "would be the bag itself, hold it or lie inside it" in capsys.readouterr().err
+    assert read_bag(bag) == before
+    out = tmp_path / "out"
+    (out / bag.name).mkdir(parents=True)
+    (out / bag.name / "todo.txt").write_text("keep me")
+    assert fleet([str(bag), "--out", str(out), *common]) == 1
+    assert "exists and is not an output of this tool" in capsys.readouterr().err
+    assert (out / bag.name / "todo.txt").read_text() == "keep me"
+
+
 def test_inputs_as_globs_and_folders(tmp_path):
     bags = make_bags(tmp_path / "bags", broken=False)
     assert [p.name for p in find_bags([str(bags / "drive_*")])] == ["drive_0", "drive_1",

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from hydranet_ros.cli.common import run_main
+from hydranet_ros.cli.common import fresh_folder, run_main
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.cli.infer import PROG, main
 from hydranet_ros.presets import get_preset
 
@@ -112,3 +114,20 @@ def test_bad_weights_file_from_the_installed_command(reference, tmp_path):
     assert lines[0].startswith(f"hydranet-infer: error: weights file {bad} is corrupted or truncated")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_fresh_folder_replaces_only_an_earlier_output(tmp_path):
+    """--overwrite of hydranet-demo and hydranet-soak: their own earlier output goes, a
+    folder with anything else in it is refused and kept."""
+    out = tmp_path / "out"
+    fresh_folder(out, False, ("logs",), ("soak.json",))
+    (out / "soak.json").write_text("{}")
+    with pytest.raises(HydraNetError, match="refusing to overwrite"):
+        fresh_folder(out, False, ("logs",), ("soak.json",))
+    fresh_folder(out, True, ("logs",), ("soak.json",))
+    assert sorted(p.name for p in out.iterdir()) == ["logs"]
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(HydraNetError, match="it holds 'notes.txt', which this command does not "
+                                            "make"):
+        fresh_folder(out, True, ("logs",), ("soak.json",))
+    assert (out / "notes.txt").read_text() == "keep me"

@@ -12,6 +12,7 @@ import torch
 from hydranet_ros.checkpoint import load_model, read_state_dict
 from hydranet_ros.cli.common import run_main
 from hydranet_ros.cli.train import main as train_main
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.presets import get_preset
 from hydranet_ros.training.data import FolderDataset, SyntheticStream, decode_normals_png
 from hydranet_ros.training.losses import depth_loss, multitask_loss, normals_loss
@@ -133,6 +134,17 @@ def test_folder_training_step(tmp_path):
     args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--steps", "1",
             "--batch-size", "2", "--crop", "32x48", "--workers", "0"]
     assert run_main(train_main, args, prog="hydranet-train") == 0
+
+
+def test_a_folder_smaller_than_a_batch_is_refused(tmp_path):
+    """Batches are whole: three images and a batch of 8 would give none, and training would
+    wait for one for ever."""
+    make_folder(tmp_path / "data")
+    args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--steps", "1",
+            "--batch-size", "8", "--crop", "32x48", "--workers", "0"]
+    with pytest.raises(HydraNetError, match="has 3 training image\\(s\\), fewer than one batch "
+                                            "of 8"):
+        train_main(args)
 
 
 def test_evaluate_command_on_a_folder(tmp_path, make_checkpoint, capsys):

@@ -30,12 +30,20 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
         return EXIT_INTERRUPTED
 
 
-def fresh_folder(out: Path, overwrite: bool, *subfolders: str) -> None:
-    """An empty output folder (with ``subfolders``): one with content is replaced only with
-    ``overwrite``, otherwise refused."""
+def fresh_folder(out: Path, overwrite: bool, subfolders: tuple[str, ...] = (),
+                 files: tuple[str, ...] = ()) -> None:
+    """An empty output folder (with ``subfolders``). One with content is replaced only with
+    ``overwrite``, and only when it holds nothing but what the command makes (``subfolders``
+    and ``files``): an earlier output, never a folder of other things given by mistake."""
+    if out.exists() and not out.is_dir():
+        raise HydraNetError(f"{out} is a file, not an output folder")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in subfolders + files)
+        if foreign:
+            raise HydraNetError(f"refusing to replace {out}: it holds {foreign[0]!r}, which "
+                                "this command does not make, so it is not an earlier output")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in subfolders:

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise HydraNetError(f"--size must be WIDTHxHEIGHT, got '{args.size}'") from None
-    fresh_folder(args.out, args.overwrite, "montages", "logs")
+    fresh_folder(args.out, args.overwrite, ("montages", "logs"), ("metrics.json", "demo.gif"))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = args.out.resolve()
     summary_file = out / "metrics.json"

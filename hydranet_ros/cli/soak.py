@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     height, width = parse_size(args.size)
     if args.minutes <= 0 or args.window <= 0:
         raise HydraNetError("--minutes and --window must be positive")
-    fresh_folder(args.out, args.overwrite, "logs")
+    fresh_folder(args.out, args.overwrite, ("logs",), ("soak.json", "soak.png"))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     rclpy.init()

@@ -114,12 +114,17 @@ def check_paths(req: BagRequest, remove: bool = False) -> None:
     """The input exists; the output does not, or may be replaced (and is, with ``remove``)."""
     if not req.input.exists():
         raise HydraNetError(f"input bag {req.input} does not exist")
+    source, target = req.input.resolve(), req.output.resolve()
+    if target == source or target in source.parents or source in target.parents:
+        raise HydraNetError(f"the output bag {req.output} cannot be the input bag {req.input}, "
+                            "hold it or lie inside it")
     if not req.output.exists():
         return
     if not req.overwrite:
         raise HydraNetError(f"refusing to overwrite {req.output} (use --overwrite)")
-    if req.output.resolve() == req.input.resolve():
-        raise HydraNetError("the output bag cannot replace the input bag")
+    if req.output.is_dir() and not (req.output / "metadata.yaml").is_file():
+        raise HydraNetError(f"refusing to replace {req.output}: it is a folder but not a bag "
+                            "(no metadata.yaml), so it is not an earlier output")
     if remove:
         shutil.rmtree(req.output) if req.output.is_dir() else req.output.unlink()
 
@@ -171,6 +176,12 @@ class BagAnnotator:
         req = self.request
         storage = req.storage or storage_of(req.input)
         plugin = {"mcap": self.StoragePlugin.MCAP, "sqlite3": self.StoragePlugin.SQLITE3}[storage]
+        taken = {c.topic for c in reader.connections}
+        for relative in output_topic_types(self.wanted, self.kit):  # before any file is made
+            if f"{self.namespace}/{relative}" in taken and (
+                    relative != DEPTH_INFO_TOPIC or self.info_conn is not None):
+                raise HydraNetError(f"{req.input} already has a topic {self.namespace}/"
+                                    f"{relative}; annotate a bag without the node's outputs")
         writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
         writer.open()
         self.copies = {}
@@ -185,14 +196,10 @@ class BagAnnotator:
         topics = {topic: cls.__msgtype__ for topic, cls in
                   output_topic_types(self.wanted, self.kit).items()
                   if topic != DEPTH_INFO_TOPIC or self.info_conn is not None}
-        taken = {c.topic for c in reader.connections}
         self.outputs = {}
         order = [spec.topic for spec in OUTPUTS] + [DEPTH_INFO_TOPIC]
         for relative, msgtype in sorted(topics.items(), key=lambda item: order.index(item[0])):
             topic = f"{self.namespace}/{relative}"
-            if topic in taken:
-                raise HydraNetError(f"{req.input} already has a topic {topic}; annotate a bag "
-                                    "without the node's outputs")
             self.outputs[relative] = (writer.add_connection(topic, msgtype,
                                                             typestore=self.typestore), msgtype)
         return writer

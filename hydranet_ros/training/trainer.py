@@ -106,6 +106,9 @@ def _loader(cfg: TrainConfig, preset: Preset, start_step: int) -> DataLoader:
         return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                           persistent_workers=cfg.workers > 0)
     dataset = FolderDataset(cfg.data, preset, cfg.crop, cfg.depth_scale, seed)
+    if len(dataset) < cfg.batch_size:  # whole batches only: none at all would never end
+        raise HydraNetError(f"{cfg.data} has {len(dataset)} training image(s), fewer than "
+                            f"one batch of {cfg.batch_size}; lower --batch-size or add images")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                       num_workers=cfg.workers, generator=generator,
