@@ -61,3 +61,5 @@ def test_every_command_runs_as_a_module():
                               capture_output=True, text=True, timeout=120, cwd=REPO)
         assert done.returncode == 0, (name, done.stderr)
         assert done.stdout.startswith("usage: hydranet-"), (name, done.stdout[:200])
+        assert f"\nhydranet-{name}: " in done.stdout and "``" not in done.stdout, \
+            (name, done.stdout[:400])  # the description, without the docstring's markup

@@ -15,13 +15,14 @@ from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OutputSettings
 from ..presets import preset_names
 from ..ros.bag import DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, check_paths
-from .common import EXIT_INTERRUPTED, add_engine_arguments, predictor_from_args, run_main
+from .common import (EXIT_INTERRUPTED, add_engine_arguments, description,
+                     predictor_from_args, run_main)
 
 PROG = "hydranet-bag"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("input", type=Path, metavar="INPUT_BAG", help="bag folder or file")
     parser.add_argument("output", type=Path, metavar="OUTPUT_BAG", help="bag folder to write")
     add_annotation_arguments(parser)

@@ -31,7 +31,7 @@ from ..model import HydraNet
 from ..postprocess import PARTS
 from ..predictor import choose_preset
 from ..presets import Preset
-from .common import run_main
+from .common import description, run_main
 from .export import parse_size
 
 PROG = "hydranet-bench"
@@ -51,7 +51,7 @@ def thread_counts(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("--weights", help="checkpoint or preset name (default: a seeded "
                         "40-class, 3-task model; speed does not depend on the weights' values)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -30,6 +30,12 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
         return EXIT_INTERRUPTED
 
 
+def description(doc: str) -> str:
+    """A command's --help description: its docstring's first paragraph, without the
+    docstring's markup (``name``)."""
+    return doc.split("\n\n")[0].replace("``", "").strip()
+
+
 def fresh_folder(out: Path, overwrite: bool, subfolders: tuple[str, ...] = (),
                  files: tuple[str, ...] = ()) -> None:
     """An empty output folder (with ``subfolders``). One with content is replaced only with

@@ -21,14 +21,15 @@ from tqdm import tqdm
 from ..errors import HydraNetError
 from ..metrics import format_summary
 from ..ros.processes import start, stop
-from .common import add_engine_arguments, fresh_folder, node_engine_parameters, run_main
+from .common import (add_engine_arguments, description, fresh_folder,
+                     node_engine_parameters, run_main)
 
 PROG = "hydranet-demo"
 NAMESPACE = "/hydranet_demo"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"),
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--frames", type=int, default=50, help="held-out frames to score")
     parser.add_argument("--out", type=Path, default=Path("demo_out"))

@@ -10,13 +10,13 @@ import sys
 
 from ..evaluation import evaluate_folder, evaluate_held_out
 from ..metrics import format_summary
-from .common import add_engine_arguments, predictor_from_args, run_main
+from .common import add_engine_arguments, description, predictor_from_args, run_main
 
 PROG = "hydranet-evaluate"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("--weights", default="synthetic", help="checkpoint or preset name")
     parser.add_argument("--preset", help="class names and depth range (default: the weights')")
     parser.add_argument("--data", default="synthetic",

@@ -15,7 +15,7 @@ from ..engines.quantize import cached_int8, check_calibration
 from ..errors import HydraNetError
 from ..predictor import choose_preset
 from ..presets import preset_names
-from .common import run_main
+from .common import description, run_main
 
 PROG = "hydranet-export"
 
@@ -32,7 +32,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("--weights", required=True,
                         help=f"checkpoint file, or an official preset ({', '.join(preset_names())})")
     parser.add_argument("--format", required=True, choices=FORMATS)

@@ -14,13 +14,13 @@ from ..errors import HydraNetError
 from ..fleet import REPORT, FleetOptions, Settings, run_fleet, weights_digest
 from ..outputs import OUTPUT_BY_NAME
 from .bag import add_annotation_arguments
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, run_main
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, description, run_main
 
 PROG = "hydranet-fleet"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("inputs", nargs="+", metavar="BAG_OR_GLOB_OR_FOLDER",
                         help="bag folders, globs of them, or folders searched for bags")
     parser.add_argument("--out", required=True, type=Path,

@@ -14,13 +14,13 @@ from ..images import find_images, read_rgb, write_png
 from ..postprocess import CONFIDENCE, PARTS, Prediction
 from ..presets import Preset, preset_names
 from ..visualize import colorize_depth, colorize_labels, colorize_normals, depth_range, montage
-from .common import add_engine_arguments, predictor_from_args, run_main
+from .common import add_engine_arguments, description, predictor_from_args, run_main
 
 PROG = "hydranet-infer"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.strip("`\n "))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                         help="image files, or folders whose image files are all processed")
     parser.add_argument("--weights", required=True,

@@ -10,13 +10,13 @@ from pathlib import Path
 from ..errors import HydraNetError
 from ..navigation import nav2_params_yaml
 from ..presets import get_preset, preset_names
-from .common import run_main
+from .common import description, run_main
 
 PROG = "hydranet-nav2"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("--preset", required=True, choices=preset_names(),
                         help="the preset the node runs with (its class names)")
     parser.add_argument("--namespace", default="hydranet",

@@ -19,7 +19,8 @@ from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..ros.processes import start, stop
-from .common import add_engine_arguments, fresh_folder, node_engine_parameters, run_main
+from .common import (add_engine_arguments, description, fresh_folder,
+                     node_engine_parameters, run_main)
 from .export import parse_size
 
 PROG = "hydranet-soak"
@@ -29,7 +30,7 @@ MEMORY_GROWTH_GOAL = 0.05
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0, help="seconds per reported window")
     parser.add_argument("--rate", type=float, default=20.0, help="camera frames per second")

@@ -14,7 +14,7 @@ from ..checkpoint import load_model, save_checkpoint
 from ..errors import HydraNetError
 from ..presets import get_preset, preset_names
 from ..training.trainer import TrainConfig, train
-from .common import run_main
+from .common import description, run_main
 
 PROG = "hydranet-train"
 
@@ -31,7 +31,7 @@ def size(text: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = TrainConfig(out="")
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"),
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for checkpoints and logs")
     parser.add_argument("--data", default=defaults.data,

@@ -7,13 +7,13 @@ import sys
 
 from .. import weights
 from ..presets import get_preset, preset_names
-from .common import run_main
+from .common import description, run_main
 
 PROG = "hydranet-weights"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.strip("`\n "))
+    parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="official and bundled checkpoints, and what is cached")
     download = commands.add_parser("download", help="download an official checkpoint")
