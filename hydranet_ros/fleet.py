@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import HydraNetError
+from .paths import overlapping
 
 #: Written inside every completed output: what it was made from, and how.
 RECORD = "hydranet_annotation.json"
@@ -140,8 +141,7 @@ def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
     jobs, done, refused = [], [], []
     for bag in bags:
         output = out_dir / bag.name
-        source, target = bag.resolve(), output.resolve()
-        if target == source or target in source.parents or source in target.parents:
+        if overlapping(bag, output):
             refused.append((bag, f"its output {output} would be the bag itself, hold it or "
                                  "lie inside it; choose another --out"))
             continue

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import HydraNetError
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
+from ..paths import overlapping
 from ..predictor import Predictor, inference_size
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
                           compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
@@ -114,8 +115,7 @@ def check_paths(req: BagRequest, remove: bool = False) -> None:
     """The input exists; the output does not, or may be replaced (and is, with ``remove``)."""
     if not req.input.exists():
         raise HydraNetError(f"input bag {req.input} does not exist")
-    source, target = req.input.resolve(), req.output.resolve()
-    if target == source or target in source.parents or source in target.parents:
+    if overlapping(req.input, req.output):
         raise HydraNetError(f"the output bag {req.output} cannot be the input bag {req.input}, "
                             "hold it or lie inside it")
     if not req.output.exists():
@@ -176,10 +176,12 @@ class BagAnnotator:
         req = self.request
         storage = req.storage or storage_of(req.input)
         plugin = {"mcap": self.StoragePlugin.MCAP, "sqlite3": self.StoragePlugin.SQLITE3}[storage]
+        topics = {topic: cls.__msgtype__ for topic, cls in
+                  output_topic_types(self.wanted, self.kit).items()
+                  if topic != DEPTH_INFO_TOPIC or self.info_conn is not None}
         taken = {c.topic for c in reader.connections}
-        for relative in output_topic_types(self.wanted, self.kit):  # before any file is made
-            if f"{self.namespace}/{relative}" in taken and (
-                    relative != DEPTH_INFO_TOPIC or self.info_conn is not None):
+        for relative in topics:  # checked before any file is made
+            if f"{self.namespace}/{relative}" in taken:
                 raise HydraNetError(f"{req.input} already has a topic {self.namespace}/"
                                     f"{relative}; annotate a bag without the node's outputs")
         writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
@@ -193,9 +195,6 @@ class BagAnnotator:
             self.copies[conn.id] = writer.add_connection(
                 conn.topic, conn.msgtype, serialization_format=conn.ext.serialization_format,
                 offered_qos_profiles=conn.ext.offered_qos_profiles, **definition)
-        topics = {topic: cls.__msgtype__ for topic, cls in
-                  output_topic_types(self.wanted, self.kit).items()
-                  if topic != DEPTH_INFO_TOPIC or self.info_conn is not None}
         self.outputs = {}
         order = [spec.topic for spec in OUTPUTS] + [DEPTH_INFO_TOPIC]
         for relative, msgtype in sorted(topics.items(), key=lambda item: order.index(item[0])):

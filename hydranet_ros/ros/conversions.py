@@ -138,7 +138,8 @@ def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
     cropped = roi.width > 0 and roi.height > 0
     full = (roi.width, roi.height) if cropped else (info.width, info.height)
     if (full[0] // bin_x, full[1] // bin_y) != (width, height):
-        raise ImageError("camera_info", f"size {info.width}x{info.height}{_reduction(info)} "
+        raise ImageError("camera_info", f"size {info.width}x{info.height}"
+                         f"{_reduction(bin_x, bin_y, roi if cropped else None)} "
                          f"does not match the image's {width}x{height}")
     fx, fy, cx, cy, source = _focal_and_centre(info)
     off_x, off_y = (roi.x_offset, roi.y_offset) if cropped else (0, 0)
@@ -162,13 +163,11 @@ def _focal_and_centre(info) -> tuple[float, float, float, float, str]:
     return k[0], k[4], k[2], k[5], "camera matrix K"
 
 
-def _reduction(info) -> str:
-    """' (binning 2x2, roi 640x480 at 0,0)' where the CameraInfo crops or bins, else ''."""
-    parts = []
-    if max(1, info.binning_x) > 1 or max(1, info.binning_y) > 1:
-        parts.append(f"binning {max(1, info.binning_x)}x{max(1, info.binning_y)}")
-    roi = info.roi
-    if roi.width > 0 and roi.height > 0:
+def _reduction(bin_x: int, bin_y: int, roi) -> str:
+    """' (binning 2x2, roi 640x480 at 0,0)' where the CameraInfo bins or crops (``roi`` not
+    None), else ''."""
+    parts = [f"binning {bin_x}x{bin_y}"] if bin_x > 1 or bin_y > 1 else []
+    if roi is not None:
         parts.append(f"roi {roi.width}x{roi.height} at {roi.x_offset},{roi.y_offset}")
     return f" ({', '.join(parts)})" if parts else ""
 

@@ -348,23 +348,22 @@ class HydraNetNode(Node):
         try:
             return camera_intrinsics(info, width, height), info
         except ImageError as exc:
-            if "points" in wanted or self._listened(camera, DEPTH_INFO_TOPIC):
+            if "points" in wanted or DEPTH_INFO_TOPIC in self._listened(camera):
                 self.stats.without_camera_info()
                 self._warnings.warn(exc.field, f"frame {_stamp_text(msg)}{_from(camera)} "
                                     f"published without the point cloud and depth/camera_info: "
                                     f"{exc}")
             return None, None
 
-    def _listened(self, camera: Camera, topic: str) -> bool:
+    def _listened(self, camera: Camera) -> set[str]:
+        """The camera's output topics that someone subscribes to."""
         with self._output_lock:
-            publisher = camera.publishers.get(topic)
-            return publisher is not None and publisher.get_subscription_count() > 0
+            return {topic for topic, pub in camera.publishers.items()
+                    if pub.get_subscription_count() > 0}
 
     def _wanted(self, camera: Camera) -> set[str]:
         """Enabled outputs of a camera that someone listens to."""
-        with self._output_lock:
-            listened = {topic for topic, pub in camera.publishers.items()
-                        if pub.get_subscription_count() > 0}
+        listened = self._listened(camera)
         wanted = {spec.name for spec in OUTPUTS if spec.topic in listened}
         if DEPTH_INFO_TOPIC in listened:
             wanted.add("depth")
