@@ -6,21 +6,22 @@ from setuptools import find_packages, setup
 
 PACKAGE = "hydranet_ros"
 
+# each imports its command inside a guard: a Ctrl-C while torch loads ends it quietly
 CONSOLE_SCRIPTS = [
-    "hydranet-infer = hydranet_ros.cli.infer:entry_point",
-    "hydranet-weights = hydranet_ros.cli.weights:entry_point",
-    "hydranet-train = hydranet_ros.cli.train:entry_point",
-    "hydranet-evaluate = hydranet_ros.cli.evaluate:entry_point",
-    "hydranet-demo = hydranet_ros.cli.demo:entry_point",
-    "hydranet-export = hydranet_ros.cli.export:entry_point",
-    "hydranet-bench = hydranet_ros.cli.bench:entry_point",
-    "hydranet-bag = hydranet_ros.cli.bag:entry_point",
-    "hydranet-soak = hydranet_ros.cli.soak:entry_point",
-    "hydranet-nav2 = hydranet_ros.cli.nav2:entry_point",
-    "hydranet-fleet = hydranet_ros.cli.fleet:entry_point",
-    "hydranet_node = hydranet_ros.ros.node:entry_point",
-    "synthetic_camera = hydranet_ros.ros.synthetic_camera:entry_point",
-    "hydranet_evaluator = hydranet_ros.ros.evaluator:entry_point",
+    "hydranet-infer = hydranet_ros.entry_points:hydranet_infer",
+    "hydranet-weights = hydranet_ros.entry_points:hydranet_weights",
+    "hydranet-train = hydranet_ros.entry_points:hydranet_train",
+    "hydranet-evaluate = hydranet_ros.entry_points:hydranet_evaluate",
+    "hydranet-demo = hydranet_ros.entry_points:hydranet_demo",
+    "hydranet-export = hydranet_ros.entry_points:hydranet_export",
+    "hydranet-bench = hydranet_ros.entry_points:hydranet_bench",
+    "hydranet-bag = hydranet_ros.entry_points:hydranet_bag",
+    "hydranet-soak = hydranet_ros.entry_points:hydranet_soak",
+    "hydranet-nav2 = hydranet_ros.entry_points:hydranet_nav2",
+    "hydranet-fleet = hydranet_ros.entry_points:hydranet_fleet",
+    "hydranet_node = hydranet_ros.entry_points:hydranet_node",
+    "synthetic_camera = hydranet_ros.entry_points:synthetic_camera",
+    "hydranet_evaluator = hydranet_ros.entry_points:hydranet_evaluator",
 ]
 
 setup(

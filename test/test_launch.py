@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from hydranet_ros.entry_points import NODES
 from hydranet_ros.outputs import OUTPUTS
 from hydranet_ros.ros.parameters import PARAM_BY_NAME, choice_error
 
@@ -71,7 +72,8 @@ def test_launch_starts_executables_the_package_installs(name, executables):
     assert {keyword(n, "executable") for n in launch_calls("Node", path)} == executables
     setup = (REPO / "setup.py").read_text()
     for exe in executables - {"rviz2"}:
-        assert f'"{exe} = hydranet_ros.ros.' in setup, exe
+        assert f'"{exe} = hydranet_ros.entry_points:{exe}"' in setup, exe
+        assert NODES[exe].startswith("hydranet_ros.ros."), exe
     for config in ("hydranet.yaml", "hydranet.rviz"):
         assert config in source and (REPO / "config" / config).is_file()
 

@@ -63,3 +63,51 @@ def test_every_command_runs_as_a_module():
         assert done.stdout.startswith("usage: hydranet-"), (name, done.stdout[:200])
         assert f"\nhydranet-{name}: " in done.stdout and "``" not in done.stdout, \
             (name, done.stdout[:400])  # the description, without the docstring's markup
+
+
+def test_console_scripts_are_the_guarded_entry_points():
+    """Every installed script goes through entry_points.py, and each names a real module."""
+    import ast
+
+    from hydranet_ros import entry_points
+    tree = ast.parse((REPO / "setup.py").read_text())
+    scripts = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and n.targets[0].id == "CONSOLE_SCRIPTS")
+    installed = dict(s.replace(" ", "").split("=") for s in scripts)
+    expected = {**entry_points.COMMANDS, **entry_points.NODES}
+    assert set(installed) == set(expected)
+    for name, module in expected.items():
+        function = name.replace("-", "_")
+        assert installed[name] == f"hydranet_ros.entry_points:{function}"
+        assert callable(getattr(entry_points, function))
+        source = REPO / (module.replace(".", "/") + ".py")
+        assert "\ndef entry_point() -> None:" in source.read_text(), module
+
+
+def _interrupted_while_loading(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Start console script ``name`` and send SIGINT 0.3 s later, while torch still loads."""
+    import signal
+    import sys
+    import time
+    function = name.replace("-", "_")
+    code = f"import sys; from hydranet_ros.entry_points import {function}; sys.exit({function}())"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.3)
+    assert proc.poll() is None, "the command ended before the signal: nothing was tested"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line():
+    done = _interrupted_while_loading("hydranet-infer", "--help")
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "hydranet-infer: interrupted\n" and done.stdout == ""
+
+
+def test_ctrl_c_while_a_node_loads_ends_it_quietly():
+    """As ``ros2 launch`` does to nodes still starting when it is stopped."""
+    done = _interrupted_while_loading("hydranet_node")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

@@ -1,0 +1,107 @@
+"""The console scripts' entry points, kept free of heavy imports.
+
+A command or node imports torch (and rclpy) for about two seconds before its own Ctrl-C
+handling exists; a Ctrl-C then, or a ``ros2 launch`` shut down while its nodes start, used to
+print an import traceback. Each entry point here imports its module inside a guard instead:
+a command stopped while loading says ``<command>: interrupted`` (exit 130, as once running),
+a node stopped while loading exits quietly with 0, as it does when stopped while starting.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+EXIT_INTERRUPTED = 130
+
+#: console script -> module with an ``entry_point()``; setup.py installs exactly these
+COMMANDS = {
+    "hydranet-infer": "hydranet_ros.cli.infer",
+    "hydranet-weights": "hydranet_ros.cli.weights",
+    "hydranet-train": "hydranet_ros.cli.train",
+    "hydranet-evaluate": "hydranet_ros.cli.evaluate",
+    "hydranet-demo": "hydranet_ros.cli.demo",
+    "hydranet-export": "hydranet_ros.cli.export",
+    "hydranet-bench": "hydranet_ros.cli.bench",
+    "hydranet-bag": "hydranet_ros.cli.bag",
+    "hydranet-soak": "hydranet_ros.cli.soak",
+    "hydranet-nav2": "hydranet_ros.cli.nav2",
+    "hydranet-fleet": "hydranet_ros.cli.fleet",
+}
+NODES = {
+    "hydranet_node": "hydranet_ros.ros.node",
+    "synthetic_camera": "hydranet_ros.ros.synthetic_camera",
+    "hydranet_evaluator": "hydranet_ros.ros.evaluator",
+}
+
+
+def start(name: str) -> None:
+    """Import the module of console script ``name`` and run its ``entry_point``."""
+    node = name in NODES
+    try:
+        module = importlib.import_module(NODES[name] if node else COMMANDS[name])
+    except KeyboardInterrupt:
+        if node:
+            sys.exit(0)
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    module.entry_point()
+
+
+# one function per console script (setup.py names them)
+
+
+def hydranet_infer() -> None:
+    start("hydranet-infer")
+
+
+def hydranet_weights() -> None:
+    start("hydranet-weights")
+
+
+def hydranet_train() -> None:
+    start("hydranet-train")
+
+
+def hydranet_evaluate() -> None:
+    start("hydranet-evaluate")
+
+
+def hydranet_demo() -> None:
+    start("hydranet-demo")
+
+
+def hydranet_export() -> None:
+    start("hydranet-export")
+
+
+def hydranet_bench() -> None:
+    start("hydranet-bench")
+
+
+def hydranet_bag() -> None:
+    start("hydranet-bag")
+
+
+def hydranet_soak() -> None:
+    start("hydranet-soak")
+
+
+def hydranet_nav2() -> None:
+    start("hydranet-nav2")
+
+
+def hydranet_fleet() -> None:
+    start("hydranet-fleet")
+
+
+def hydranet_node() -> None:
+    start("hydranet_node")
+
+
+def synthetic_camera() -> None:
+    start("synthetic_camera")
+
+
+def hydranet_evaluator() -> None:
+    start("hydranet_evaluator")
