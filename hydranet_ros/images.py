@@ -19,7 +19,12 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise HydraNetError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # OpenCV refuses, e.g., headers of over 2^30 pixels
+        reason = ("over OpenCV's limit of 2^30 pixels" if "MAX_IMAGE_PIXELS" in str(exc)
+                  else "OpenCV cannot decode it")
+        raise HydraNetError(f"cannot read image {path}: {reason}") from None
     if image is None:
         raise HydraNetError(f"cannot read image {path}: not a readable image file")
     return np.ascontiguousarray(image[..., ::-1])

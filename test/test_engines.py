@@ -19,6 +19,7 @@ from hydranet_ros.engines.base import normalization_table, normalize_nhwc
 from hydranet_ros.engines.export import cached_export, convert_to_ir
 from hydranet_ros.engines.torch_engine import TorchEngine, fold_batchnorm
 from hydranet_ros.evaluation import held_out_frame
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.postprocess import CONFIDENCE, PARTS
 from hydranet_ros.predictor import Predictor
 from hydranet_ros.presets import get_preset
@@ -381,3 +382,16 @@ def test_cpu_has_vnni_reads_the_flags(tmp_path, flags, expected):
                        f"{flags}\n")
     assert openvino_engine.cpu_has_vnni(cpuinfo) is expected
     assert openvino_engine.cpu_has_vnni(tmp_path / "missing") is None
+
+
+def test_openvino_export_refuses_to_replace_an_existing_weights_file(tmp_path):
+    """The IR is two files: an existing .bin beside the .xml is the user's too."""
+    weights = tmp_path / "w.ckpt"
+    save_checkpoint(make_model(6, 2, seed=2), weights)
+    (tmp_path / "m.bin").write_bytes(b"someone's weights")
+    args = ["--weights", str(weights), "--format", "openvino", "--size", "64x96",
+            "--out", str(tmp_path / "m.xml")]
+    with pytest.raises(HydraNetError, match=f"refusing to overwrite {tmp_path / 'm.bin'}"):
+        export_cli.main(args)
+    assert (tmp_path / "m.bin").read_bytes() == b"someone's weights"
+    assert not (tmp_path / "m.xml").exists()

@@ -131,3 +131,62 @@ def test_fresh_folder_replaces_only_an_earlier_output(tmp_path):
                                             "make"):
         fresh_folder(out, True, ("logs",), ("soak.json",))
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_output_folder_problems_are_one_line(reference, make_checkpoint, tmp_path, capsys):
+    image = str(reference / "examples" / "ExpKITTI_joint" / "000099.png")
+    weights = str(make_checkpoint(6, 2))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("the user's")
+    assert infer([image, "--weights", weights, "--out", str(a_file)]) == 1
+    assert capsys.readouterr().err == f"{PROG}: error: --out {a_file} is a file, not a folder\n"
+    assert infer([image, "--weights", weights, "--out", str(a_file / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"{PROG}: error: cannot create --out {a_file / 'out'}: Not a directory"
+    assert a_file.read_text() == "the user's"
+
+
+def test_an_image_over_opencvs_pixel_limit_is_skipped(reference, make_checkpoint, tmp_path,
+                                                       capsys):
+    """A PNG header of 40000x40000 pixels: OpenCV raises; the run goes on with the others."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    good = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    out = tmp_path / "out"
+    assert infer([str(huge), str(good), "--weights", str(make_checkpoint(6, 2)),
+                  "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read image {huge}: over OpenCV's limit of 2^30 pixels" in err
+    assert "wrote outputs for 1 of 2 image(s)" in err and "Traceback" not in err
+    assert (out / "000099_montage.png").exists()
+
+
+@pytest.mark.parametrize("failure, code", [(HydraNetError("cannot write (disk full)"), 1),
+                                           (KeyboardInterrupt(), 130)])
+def test_an_image_set_is_written_whole_or_not_at_all(reference, make_checkpoint, tmp_path,
+                                                    monkeypatch, failure, code):
+    """A failure or Ctrl-C after an image's first outputs leaves none of its files, so a rerun
+    does not find a half set under the final names."""
+    from hydranet_ros.cli import infer as infer_cli
+    from hydranet_ros.images import write_png
+    written: list[Path] = []
+
+    def failing_third(path, image):
+        if len(written) == 2:
+            raise failure
+        write_png(path, image)
+        written.append(Path(path))
+    monkeypatch.setattr(infer_cli, "write_png", failing_third)
+    out = tmp_path / "out"
+    image = reference / "examples" / "ExpKITTI_joint" / "000099.png"
+    assert infer([str(image), "--weights", str(make_checkpoint(6, 2)), "--out", str(out)]) == code
+    assert len(written) == 2 and not any(p.exists() for p in written)
+    assert list(out.iterdir()) == []

@@ -63,3 +63,18 @@ def test_shipped_parameter_files_are_what_the_command_writes(name, tmp_path):
     assert out.read_text() == shipped.read_text()
     with pytest.raises(Exception, match="refusing to overwrite"):
         nav2_cli.main(["--preset", name, "--out", str(out)])
+
+
+def test_a_bad_namespace_or_output_path_is_one_line(tmp_path, capsys):
+    from hydranet_ros.cli.common import run_main
+    with pytest.raises(SystemExit) as exit_info:
+        nav2_cli.main(["--preset", "kitti", "--namespace", "robot/1cam"])
+    assert exit_info.value.code == 2
+    assert "'robot/1cam' is not a ROS namespace: '1cam'" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.touch()
+    out = a_file / "layer.yaml"
+    assert run_main(nav2_cli.main, ["--preset", "kitti", "--out", str(out)],
+                    prog=nav2_cli.PROG) == 1
+    assert capsys.readouterr().err == (f"{nav2_cli.PROG}: error: [Errno 20] Not a directory: "
+                                       f"'{out}'\n")

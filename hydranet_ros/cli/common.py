@@ -10,19 +10,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engines import BACKENDS, PRECISIONS
+from ..entry_points import EXIT_INTERRUPTED
 from ..errors import HydraNetError
 from ..predictor import Predictor
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
              prog: str = "") -> int:
-    """Call ``main``; a HydraNetError becomes ``prog: error: ...`` on stderr and exit 1."""
+    """Call ``main``; a HydraNetError becomes ``prog: error: ...`` on stderr and exit 1.
+
+    So does an OSError (a path that cannot be written, a full disk): the user's to fix, and
+    its text names the path and the reason, which a traceback would only bury."""
     try:
         return main(argv)
-    except HydraNetError as exc:
+    except (HydraNetError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(f"hydranet_{size[0]}x{size[1]}{SUFFIX[args.format]}")
     if out.suffix != SUFFIX[args.format]:
         raise HydraNetError(f"{args.format} files end in {SUFFIX[args.format]}, not '{out.suffix}'")
-    if out.exists() and not args.overwrite:
-        raise HydraNetError(f"refusing to overwrite {out} (use --overwrite)")
+    written = [out, out.with_suffix(".bin")] if args.format == "openvino" else [out]
+    existing = next((path for path in written if path.exists()), None)
+    if existing is not None and not args.overwrite:
+        raise HydraNetError(f"refusing to overwrite {existing} (use --overwrite)")
     model = load_model(weights_mod.resolve(args.weights))
     if args.precision == "int8":
         export_int8(model, args, out, size)

@@ -72,26 +72,47 @@ def write_outputs(paths: dict[str, Path], rgb: np.ndarray, pred: Prediction,
     write_png(paths["montage"], montage(panels))
 
 
+def write_whole(paths: dict[str, Path], rgb: np.ndarray, pred: Prediction,
+                preset: Preset) -> None:
+    """One image's outputs, all or none: an error or Ctrl-C part way removes the ones written,
+    so no half set is left under the final names (a rerun would take it for done)."""
+    try:
+        write_outputs(paths, rgb, pred, preset)
+    except BaseException:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        raise
+
+
+def make_output_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HydraNetError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     images = find_images(args.inputs)
     if not images:
         raise HydraNetError("no image files found in " + ", ".join(args.inputs))
+    if args.out.exists() and not args.out.is_dir():
+        raise HydraNetError(f"--out {args.out} is a file, not a folder")
     predictor = predictor_from_args(args)
     plans = [output_paths(args.out, image, predictor.has_normals) for image in images]
     check_outputs(plans, args.overwrite)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.out)
     failures = 0
     for image, paths in tqdm(list(zip(images, plans)), desc="images", unit="img",
                              disable=len(images) < 2):
         try:
             rgb = read_rgb(image)
+            prediction = predictor.predict(rgb, parts=frozenset(PARTS + (CONFIDENCE,)))
         except HydraNetError as exc:
             tqdm.write(f"{PROG}: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        prediction = predictor.predict(rgb, parts=frozenset(PARTS + (CONFIDENCE,)))
-        write_outputs(paths, rgb, prediction, predictor.preset)
+        write_whole(paths, rgb, prediction, predictor.preset)
     done = len(images) - failures
     print(f"{PROG}: wrote outputs for {done} of {len(images)} image(s) to {args.out}",
           file=sys.stderr)
