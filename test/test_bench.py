@@ -159,3 +159,36 @@ def test_auto_choice_where_auto_times_the_precisions(monkeypatch):
     # both stand-ins are fp32, the table's fastest row: the verdict says so
     assert chosen == "fp32" and line.endswith(", 2.1 ms with post-processing: the fastest "
                                               "measured with post-processing")
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("bench", ["--runs", "0"], "argument --runs: expected at least 1, got 0"),
+    ("bench", ["--cameras", "1,-1"], "argument --cameras: expected at least 1, got -1"),
+    ("bench", ["--cameras", "two"], "argument --cameras: expected a whole number, got 'two'"),
+    ("bench", ["--peak-rates", "30,-5"], "argument --peak-rates: expected a number above 0"),
+    ("bench", ["--peak-seconds", "0"], "argument --peak-seconds: expected a number above 0"),
+    ("bench", ["--delivery-rates", "nan"], "argument --delivery-rates: expected a number above"),
+    ("bench", ["--node-frames", "-1"], "argument --node-frames: expected at least 0, got -1"),
+    ("soak", ["--rate", "0"], "argument --rate: expected a number above 0, got '0'"),
+    ("soak", ["--minutes", "inf"], "argument --minutes: expected a number above 0"),
+    ("demo", ["--montage-every", "0"], "argument --montage-every: expected at least 1, got 0"),
+    ("demo", ["--timeout", "-1"], "argument --timeout: expected a number above 0"),
+])
+def test_values_that_cannot_work_are_refused_before_anything_runs(command, args, message,
+                                                                  capsys):
+    """Each was accepted and failed later: a traceback, a stuck node run, or minutes of
+    engine timing before the node measurements found it."""
+    import importlib
+    module = importlib.import_module(f"hydranet_ros.cli.{command}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_bench_checks_the_node_size_before_timing_the_engines(tmp_path):
+    from hydranet_ros.cli import bench
+    from hydranet_ros.errors import HydraNetError
+    with pytest.raises(HydraNetError, match="--node-size must be HEIGHTxWIDTH, e.g. 480x640"):
+        bench.main(["--node-size", "640", "--out", str(tmp_path / "b")])
+    assert not (tmp_path / "b").exists()

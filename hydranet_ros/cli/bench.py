@@ -31,7 +31,7 @@ from ..model import HydraNet
 from ..postprocess import PARTS
 from ..predictor import choose_preset
 from ..presets import Preset
-from .common import description, run_main
+from .common import description, listing, positive, run_main, whole_number
 from .export import parse_size
 
 PROG = "hydranet-bench"
@@ -40,14 +40,16 @@ NODE_SIZE = (480, 640)
 
 
 def thread_counts(text: str) -> list[int]:
-    """``--publish-threads``: comma-separated counts of at least 1."""
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected counts such as 1,2, got '{text}'") from None
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"expected counts of at least 1, got '{text}'")
+    """``--publish-threads``: comma-separated counts of at least 1, at least one of them."""
+    counts = listing(whole_number(1))(text)
+    if not counts:
+        raise argparse.ArgumentTypeError("expected counts such as 1,2, got none")
     return counts
+
+
+def peak_rates(text: str) -> str | list[float]:
+    """``--peak-rates``: 'auto' (chosen by the device), or comma-separated rates above 0."""
+    return text if text == "auto" else listing(positive)(text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,19 +59,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES),
                         help="HEIGHTxWIDTH list, comma-separated")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per case (slow "
-                        "cases stop earlier, after at least 3)")
-    parser.add_argument("--cameras", default="1,2,4", help="camera counts for the batch "
-                        "throughput ('' to skip)")
+    parser.add_argument("--runs", type=whole_number(1), default=10,
+                        help="timed runs per case (slow cases stop earlier, after at least 3)")
+    parser.add_argument("--cameras", type=listing(whole_number(1)), default="1,2,4",
+                        help="camera counts for the batch throughput ('' to skip)")
     parser.add_argument("--node-size", default="480x640", help="HEIGHTxWIDTH of the frames "
                         "for the cameras, node and delivery measurements")
-    parser.add_argument("--node-frames", type=int, default=20,
+    parser.add_argument("--node-frames", type=whole_number(0), default=20,
                         help="frames through the node end to end (0 to skip)")
-    parser.add_argument("--peak-rates", default="auto", help="camera rates (Hz) at which "
-                        "the node's losses are measured, to find its peak rate (the highest "
-                        "with under 5 %% of frames lost); auto: 30,60,90,120,180 on CUDA, "
-                        "2,5,10 on a CPU ('' to skip)")
-    parser.add_argument("--peak-seconds", type=float, default=5.0, help="seconds per rate")
+    parser.add_argument("--peak-rates", type=peak_rates, default="auto",
+                        help="camera rates (Hz) at which the node's losses are measured, to "
+                        "find its peak rate (the highest with under 5 %% of frames lost); "
+                        "auto: 30,60,90,120,180 on CUDA, 2,5,10 on a CPU ('' to skip)")
+    parser.add_argument("--peak-seconds", type=positive, default=5.0, help="seconds per rate")
     parser.add_argument("--pipeline", default="auto", choices=("auto", "enabled", "disabled",
                                                                 "both"),
                         help="the node's pipeline parameter for the node measurements; both: "
@@ -77,14 +79,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--publish-threads", type=thread_counts, default=[1],
                         help="the node's publish_threads for the node end to end, "
                         "comma-separated: one run per value (and pipeline setting)")
-    parser.add_argument("--delivery-rates", default="2,5", help="camera rates (Hz) for the "
-                        "delivery measurement: camera, node and a subscriber as three processes "
-                        "('' to skip)")
-    parser.add_argument("--delivery-frames", type=int, default=30,
+    parser.add_argument("--delivery-rates", type=listing(positive), default="2,5",
+                        help="camera rates (Hz) for the delivery measurement: camera, node and "
+                        "a subscriber as three processes ('' to skip)")
+    parser.add_argument("--delivery-frames", type=whole_number(1), default=30,
                         help="frames the camera publishes per delivery rate")
-    parser.add_argument("--accuracy-frames", type=int, default=20, help="held-out frames "
-                        "for the accuracy cost of each CPU precision, with the bundled weights "
-                        "(0 to skip)")
+    parser.add_argument("--accuracy-frames", type=whole_number(0), default=20,
+                        help="held-out frames for the accuracy cost of each CPU precision, "
+                        "with the bundled weights (0 to skip)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="folder for "
                         "bench.json and bench.png")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
@@ -113,8 +115,11 @@ def load_or_seed(weights: str | None) -> HydraNet:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
-    counts = [int(c) for c in args.cameras.split(",") if c]
+    sizes = [parse_size(s, "--sizes") for s in args.sizes.split(",") if s]
+    if not sizes:
+        raise HydraNetError("--sizes: expected HEIGHTxWIDTH sizes such as 480x640, got none")
+    node_size = parse_size(args.node_size, "--node-size")
+    counts = args.cameras
     outputs = [args.out / "bench.json", args.out / "bench.png"]
     if any(p.exists() for p in outputs) and not args.overwrite:
         raise HydraNetError(f"refusing to overwrite results in {args.out} (use --overwrite)")
@@ -143,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
               f"fp32 model):\n" + format_accuracy(report_accuracy))
     else:
         report_accuracy = None
-    node_size = parse_size(args.node_size)
     candidates = [r for r in rows if r.size == f"{node_size[1]}x{node_size[0]}"] or rows
     best = min(candidates, key=lambda r: r.median_ms)
     if best.speedup == best.speedup:
@@ -166,12 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         for c in report["cameras"]:
             print(f"  {c['cameras']} camera(s): {c['batch_ms']:.1f} ms per batch, "
                   f"{c['frames_per_s']:.1f} frames/s")
-    rates = [float(r) for r in args.delivery_rates.split(",") if r]
-    peak_text = args.peak_rates if args.peak_rates != "auto" else \
-        ("30,60,90,120,180" if device.type == "cuda" else "2,5,10")
-    peak_rates = [float(r) for r in peak_text.split(",") if r]
+    rates = args.delivery_rates
+    peak = args.peak_rates if args.peak_rates != "auto" else \
+        ([30.0, 60.0, 90.0, 120.0, 180.0] if device.type == "cuda" else [2.0, 5.0, 10.0])
     pipelines = ["enabled", "disabled"] if args.pipeline == "both" else [args.pipeline]
-    if args.node_frames > 0 or rates or peak_rates:
+    if args.node_frames > 0 or rates or peak:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "bench.ckpt"
             save_checkpoint(model, checkpoint)
@@ -181,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                 report["delivery"] = run_delivery_benchmark(checkpoint, best, str(device),
                                                             rates, args.delivery_frames,
                                                             node_size)
-            if peak_rates:
+            if peak:
                 report["node_peak"] = [run_peak_benchmark(checkpoint, best, str(device),
-                                                          peak_rates, args.peak_seconds,
+                                                          peak, args.peak_seconds,
                                                           node_size, pipeline)
                                        for pipeline in pipelines]
             if args.node_frames > 0:

@@ -4,9 +4,11 @@ engine options."""
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 from pathlib import Path
 
 from ..engines import BACKENDS, PRECISIONS
@@ -15,6 +17,7 @@ from ..errors import HydraNetError
 from ..predictor import Predictor
 
 EXIT_ERROR = 1
+T = TypeVar("T")
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
@@ -37,6 +40,38 @@ def description(doc: str) -> str:
     """A command's --help description: its docstring's first paragraph, without the
     docstring's markup (``name``)."""
     return doc.split("\n\n")[0].replace("``", "").strip()
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, refused in the usage line
+    before anything runs (not minutes later, or as a traceback, where it is first used)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0 (a rate, a duration)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got '{text}'")
+    return value
+
+
+def listing(item: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """An argparse type: comma-separated values, each checked by ``item`` ('' for none)."""
+    def parse(text: str) -> list[T]:
+        return [item(part.strip()) for part in text.split(",") if part.strip()]
+    return parse
 
 
 def fresh_folder(out: Path, overwrite: bool, subfolders: tuple[str, ...] = (),

@@ -22,7 +22,7 @@ from ..errors import HydraNetError
 from ..metrics import format_summary
 from ..ros.processes import start, stop
 from .common import (add_engine_arguments, description, fresh_folder,
-                     node_engine_parameters, run_main)
+                     node_engine_parameters, positive, run_main, whole_number)
 
 PROG = "hydranet-demo"
 NAMESPACE = "/hydranet_demo"
@@ -35,12 +35,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("demo_out"))
     parser.add_argument("--weights", default="synthetic", help="checkpoint or preset name")
     add_engine_arguments(parser)
-    parser.add_argument("--rate", type=float, default=3.0, help="camera frames per second")
+    parser.add_argument("--rate", type=positive, default=3.0, help="camera frames per second")
     parser.add_argument("--size", default="320x240", help="camera WIDTHxHEIGHT")
     parser.add_argument("--frame-step", type=int, default=1, help="score every n-th "
                         "held-out frame (25 per street: a step of 8 covers 4 streets in 12 frames)")
-    parser.add_argument("--montage-every", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+    parser.add_argument("--montage-every", type=whole_number(1), default=5)
+    parser.add_argument("--timeout", type=positive, default=600.0, help="seconds before giving up")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--min-miou", type=float, help="exit 1 if mIoU is lower")
     parser.add_argument("--max-abs-rel", type=float, help="exit 1 if depth AbsRel is higher")

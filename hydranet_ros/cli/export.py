@@ -20,14 +20,14 @@ from .common import description, run_main
 PROG = "hydranet-export"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (height, width)."""
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """"HxW" -> (height, width); errors name ``option``, the argument it came from."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise HydraNetError(f"--size must be HEIGHTxWIDTH, e.g. 480x640, got '{text}'") from None
+        raise HydraNetError(f"{option} must be HEIGHTxWIDTH, e.g. 480x640, got '{text}'") from None
     if height < 32 or width < 32:
-        raise HydraNetError(f"--size must be at least 32x32, got {height}x{width}")
+        raise HydraNetError(f"{option} must be at least 32x32, got {height}x{width}")
     return height, width
 
 

@@ -20,7 +20,7 @@ from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS
 from ..ros.processes import start, stop
 from .common import (add_engine_arguments, description, fresh_folder,
-                     node_engine_parameters, run_main)
+                     node_engine_parameters, positive, run_main)
 from .export import parse_size
 
 PROG = "hydranet-soak"
@@ -31,9 +31,9 @@ MEMORY_GROWTH_GOAL = 0.05
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=description(__doc__))
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--window", type=float, default=60.0, help="seconds per reported window")
-    parser.add_argument("--rate", type=float, default=20.0, help="camera frames per second")
+    parser.add_argument("--minutes", type=positive, default=10.0)
+    parser.add_argument("--window", type=positive, default=60.0, help="seconds per reported window")
+    parser.add_argument("--rate", type=positive, default=20.0, help="camera frames per second")
     parser.add_argument("--size", default="240x320", help="camera HEIGHTxWIDTH")
     parser.add_argument("--weights", default="synthetic")
     add_engine_arguments(parser)
@@ -130,8 +130,6 @@ def plot(latencies, memory, started: float, path: Path, title: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     height, width = parse_size(args.size)
-    if args.minutes <= 0 or args.window <= 0:
-        raise HydraNetError("--minutes and --window must be positive")
     fresh_folder(args.out, args.overwrite, ("logs",), ("soak.json", "soak.png"))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
