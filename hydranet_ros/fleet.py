@@ -5,11 +5,15 @@ way. Each worker is a Ray actor that loads the model and engine once and then an
 bags with the single-process tool's ``BagAnnotator``, so every output equals what
 ``hydranet-bag`` writes for that bag. Nothing is lost and nothing is done twice:
 
-- each output is written under a temporary name beside its final one and renamed only when
-  complete, with a record of its input (files, sizes, times) and settings inside it;
+- each output is written inside a hidden partial folder beside its final one
+  (``.NAME.partial-XXXXXXXX/NAME``, so that the bag's own files already carry its final
+  name) and moved out only when complete, with a record of its input (files, sizes, times)
+  and settings inside it;
 - a rerun skips the bags whose output carries the same record, refuses to replace an output
   made from another input or with other settings (unless ``overwrite``), and redoes the rest;
-- a bag that cannot be read is reported with its reason and the others go on;
+- a bag that cannot be read, or whose worker dies, is reported with its reason and the
+  others go on (a rerun retries it); workers that cannot start (a preset that does not fit
+  the weights, no CUDA) stop the run with that reason, unless others started;
 - on Ctrl-C the workers are stopped, finished outputs stay, and the partial ones (never under
   a final name) are removed.
 """
@@ -145,6 +149,10 @@ def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
             refused.append((bag, f"its output {output} would be the bag itself, hold it or "
                                  "lie inside it; choose another --out"))
             continue
+        if looks_partial(output):
+            refused.append((bag, f"its name looks like a partial output's (.NAME{PARTIAL}...), "
+                                 "which a later run would remove; rename the bag"))
+            continue
         record = record_for(bag, settings)
         existing = read_record(output) if output.exists() else None
         if existing == record and not overwrite:
@@ -162,6 +170,18 @@ def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
     return jobs, done, refused
 
 
+def looks_partial(path: Path) -> bool:
+    """Named as partial outputs are (what remove_partials removes): never a final output."""
+    return path.name.startswith(".") and PARTIAL in path.name
+
+
+def partial_folder(output: Path) -> Path:
+    """A new hidden folder beside ``output`` to write it in, as ``<folder>/<output's name>``:
+    rosbags names a bag's data file after its folder, so the file has its final name
+    (drive.mcap) from the start, never one that looks like a leftover (.drive.partial-...)."""
+    return output.with_name(f".{output.name}{PARTIAL}{uuid.uuid4().hex[:8]}")
+
+
 def remove_partials(out_dir: Path) -> list[Path]:
     """Outputs of interrupted runs (never under a final name): removed."""
     stale = [p for p in out_dir.glob(f".*{PARTIAL}*") if p.is_dir()]
@@ -171,16 +191,25 @@ def remove_partials(out_dir: Path) -> list[Path]:
 
 
 def publish(partial: Path, output: Path, record: dict) -> None:
-    """Make a complete partial output final: the record goes in first, then one rename (an
-    output being replaced is moved aside first and removed after)."""
-    (partial / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    """Make the complete output in ``partial`` (a partial_folder) final: the record goes in
+    first, then one rename (an output being replaced is moved aside first and removed
+    after), then the empty partial folder goes."""
+    done = partial / output.name
+    (done / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     old = None
     if output.exists():
         old = output.with_name(f".{output.name}{PARTIAL}old-{uuid.uuid4().hex[:8]}")
         os.replace(output, old)
-    os.replace(partial, output)
+    os.replace(done, output)
+    partial.rmdir()
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """A worker's error as one line of the report and of the driver's output."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, HydraNetError) else f"{type(exc).__name__}: {text}"
 
 
 class BagWorker:
@@ -203,14 +232,22 @@ class BagWorker:
         started = time.perf_counter()
         self.notes: list[str] = []
         self.settings = settings
-        self.predictor = Predictor.from_weights(
-            settings.weights, settings.preset, settings.device, settings.backend,
-            settings.precision, progress=False, log=self.notes.append, warn=self.notes.append,
-            calibration=settings.calibration)
-        self.setup_s = time.perf_counter() - started
         self.core = core
+        #: Why the engine could not be made: kept for describe() to report as one line,
+        #: where raising would reach the driver as Ray's traceback of a dead actor.
+        self.error: str | None = None
+        try:
+            self.predictor = Predictor.from_weights(
+                settings.weights, settings.preset, settings.device, settings.backend,
+                settings.precision, progress=False, log=self.notes.append,
+                warn=self.notes.append, calibration=settings.calibration)
+        except HydraNetError as exc:
+            self.error = one_line(exc)
+        self.setup_s = time.perf_counter() - started
 
     def describe(self) -> dict:
+        if self.error is not None:
+            return {"pid": os.getpid(), "error": self.error}
         return {"pid": os.getpid(), "engine": self.predictor.engine.describe(),
                 "threads": torch_threads(),
                 "setup_s": round(self.setup_s, 2), "core": self.core, "notes": self.notes}
@@ -219,11 +256,13 @@ class BagWorker:
         """One bag, into a partial output renamed when complete; never raises."""
         from .outputs import OutputSettings
         from .ros.bag import BagAnnotator, BagRequest
-        partial = job.output.with_name(f".{job.output.name}{PARTIAL}{uuid.uuid4().hex[:8]}")
+        if self.error is not None:
+            return {"bag": str(job.input), "error": self.error, "warnings": []}
+        partial = partial_folder(job.output)
         warnings: list[str] = []
         s = self.settings
-        request = BagRequest(job.input, partial, s.image_topic, s.camera_info_topic, s.outputs,
-                             s.storage, s.every, batch=1,
+        request = BagRequest(job.input, partial / job.output.name, s.image_topic,
+                             s.camera_info_topic, s.outputs, s.storage, s.every, batch=1,
                              settings=OutputSettings(max_depth=s.max_depth))
         started = time.perf_counter()
 
@@ -238,8 +277,7 @@ class BagWorker:
             publish(partial, job.output, job.record)
         except Exception as exc:  # noqa: BLE001  reported with its reason; the others go on
             shutil.rmtree(partial, ignore_errors=True)
-            reason = str(exc) if isinstance(exc, HydraNetError) else f"{type(exc).__name__}: {exc}"
-            return {"bag": str(job.input), "error": reason, "warnings": warnings}
+            return {"bag": str(job.input), "error": one_line(exc), "warnings": warnings}
         return {"bag": str(job.input), "output": str(job.output), "frames": result.frames,
                 "skipped_frames": result.skipped, "frames_without_cloud": result.without_cloud,
                 "seconds": round(time.perf_counter() - started, 3),
@@ -323,6 +361,8 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
         t1 = time.perf_counter()
         described = ray.get([a.describe.remote() for a in actors])
         setup_s = time.perf_counter() - t1
+        actors, described = _started(ray, actors, described, say)
+        workers = len(actors)
         for d in described:
             say(f"worker pid {d['pid']}: {d['engine']}, {d['threads']} thread(s), ready in "
                 f"{d['setup_s']} s"
@@ -341,8 +381,11 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                 bar.refresh()
             for ref in ready:
                 actor, job = running.pop(ref)
-                idle.append(actor)
-                outcome = ray.get(ref)
+                outcome, alive = _outcome(ray, ref, job)
+                if alive:
+                    idle.append(actor)
+                else:  # the worker could not remove its partial output
+                    _remove_partials_of(job)
                 for warning in outcome.get("warnings", []):
                     say(f"{job.input.name}: {warning}")
                 if "error" in outcome:
@@ -353,14 +396,19 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                     rate = outcome["frames"] / outcome["seconds"] if outcome["seconds"] else 0.0
                     say(f"done {job.input.name}: {outcome['frames']} frames in "
                         f"{outcome['seconds']:.1f} s ({rate:.1f} frames/s) -> {outcome['output']}")
+            if pending and not idle and not running:  # every worker died: the rest wait
+                for left in pending:
+                    results["failed"].append({"bag": str(left.input),
+                                              "error": "not annotated: every worker stopped"})
+                    say(f"failed {left.input.name}: not annotated: every worker stopped")
+                pending.clear()
         annotate_s = time.perf_counter() - t2
     except KeyboardInterrupt:
         say("interrupted: stopping the workers; finished outputs are kept")
         for actor in actors:
             ray.kill(actor)
         for job in jobs:
-            for partial in job.output.parent.glob(f".{job.output.name}{PARTIAL}*"):
-                shutil.rmtree(partial, ignore_errors=True)
+            _remove_partials_of(job)
         raise
     finally:
         if local:
@@ -371,6 +419,47 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                     "frames_per_s": round(frames / annotate_s, 2) if annotate_s else None,
                     "worker_engines": [d["engine"] for d in described]})
     return results
+
+
+def _remove_partials_of(job: Job) -> None:
+    """What a stopped worker left of ``job``'s output: never a final output."""
+    for partial in job.output.parent.glob(f".{job.output.name}{PARTIAL}*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _started(ray, actors: list, described: list[dict], say: Callable[[str], None]
+             ) -> tuple[list, list[dict]]:
+    """The workers that made their engine, with their descriptions. Those that could not
+    are stopped and said; if none could, the run stops with that one-line reason (the same
+    for every bag: a preset that does not fit the weights, a device the machine lacks)."""
+    failed = [d for d in described if "error" in d]
+    if len(failed) == len(described):
+        raise HydraNetError(f"no worker could start: {failed[0]['error']}")
+    for actor, d in zip(actors, described):
+        if "error" in d:
+            say(f"worker pid {d['pid']} could not start, going on without it: {d['error']}")
+            ray.kill(actor)
+    kept = [(a, d) for a, d in zip(actors, described) if "error" not in d]
+    return [a for a, _ in kept], [d for _, d in kept]
+
+
+def _outcome(ray, ref, job: Job) -> tuple[dict, bool]:
+    """A bag's outcome as annotate returns it, and whether its worker is still alive.
+
+    annotate reports the bag's own problems itself; what reaches here as a Ray error is a
+    HydraNetError raised around it (one line, as annotate's), or a worker that died (killed,
+    out of memory, crashed): that bag fails with the reason and the others go on. Any other
+    exception is a bug and keeps its traceback."""
+    exceptions = ray.exceptions
+    try:
+        return ray.get(ref), True
+    except exceptions.RayTaskError as exc:
+        if not isinstance(exc.cause, HydraNetError):
+            raise
+        return {"bag": str(job.input), "error": one_line(exc.cause)}, True
+    except exceptions.RayActorError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"bag": str(job.input), "error": f"its worker stopped: {reason}"}, False
 
 
 def weights_digest(path: Path) -> str:

@@ -326,3 +326,84 @@ def test_an_engine_error_skips_those_frames_only(tmp_path, checkpoint, monkeypat
     stamps = [TS.deserialize_cdr(raw, Image.__msgtype__).header.stamp.sec - 100
               for _, raw, _ in read_bag(result)["/cam/segmentation/labels"]]
     assert stamps == [0, 2]
+
+
+def one_error_line(done: subprocess.CompletedProcess, prog: str = "hydranet-bag") -> str:
+    """The command failed with exit 1 and one ``prog: error:`` line, and no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and f"{prog}: error: " in lines[0], done.stderr
+    return lines[0]
+
+
+def run_bag(source: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BAG_EXE, str(source), str(output), "--image-topic", "/cam/image_raw",
+                           "--weights", "synthetic", *ENGINE, *extra], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_an_input_that_is_not_a_bag_is_one_line(tmp_path):
+    """A folder that is not a bag, a file that is not one, a corrupt bag (whose YAML error
+    spans lines) and a missing path: one line naming the input and what is wrong, before
+    the model loads, and no output."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "notes.txt").write_text("not a bag")
+    (tmp_path / "garbage.mcap").write_bytes(b"not an mcap file" * 10)
+    write_bag(tmp_path / "bad_yaml", "mcap", frames(1))
+    (tmp_path / "bad_yaml" / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n")
+    for name, expected in (("photos", "is not a rosbag2 folder (no metadata.yaml)"),
+                           ("notes.txt", "is not a rosbag2 bag: neither a folder with "
+                                         "metadata.yaml nor a .mcap or .db3 file"),
+                           ("garbage.mcap", "is not a readable rosbag2: ReaderError"),
+                           ("bad_yaml", "is not a readable rosbag2: ReaderError: Could not "
+                                        "load YAML"),
+                           ("missing", "does not exist")):
+        done = run_bag(tmp_path / name, tmp_path / "out")
+        line = one_error_line(done)
+        assert f"{tmp_path / name} " in line and expected in line, line
+        assert "inference backend" not in done.stderr, done.stderr  # the model never loaded
+        assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_made_is_one_line(tmp_path):
+    """An output under a regular file, or a symbolic link to nothing: one line, before the
+    model loads, and nothing made; a file where the output should go is not replaced, not
+    even with --overwrite (an output bag is a folder, so the file is the user's own)."""
+    source = tmp_path / "in"
+    write_bag(source, "mcap", frames(1))
+    (tmp_path / "a_file").write_text("keep me")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "out")
+    for output, expected in ((tmp_path / "a_file" / "sub" / "out",
+                              f"cannot create the output bag {tmp_path / 'a_file' / 'sub' / 'out'}"
+                              f": {tmp_path / 'a_file'} is a file, not a folder"),
+                             (tmp_path / "dangling", "cannot create the output bag "
+                              f"{tmp_path / 'dangling'}: it is a symbolic link to")):
+        done = run_bag(source, output)
+        assert expected in one_error_line(done)
+        assert "inference backend" not in done.stderr, done.stderr
+    assert not (tmp_path / "nowhere").exists() and (tmp_path / "a_file").read_text() == "keep me"
+    done = run_bag(source, tmp_path / "a_file", "--overwrite")
+    assert "refusing to replace" in one_error_line(done) and "it is a file" in done.stderr
+    assert (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_an_output_that_fails_part_way_leaves_nothing(tmp_path, checkpoint, monkeypatch,
+                                                      capsys):
+    """rosbags refusing the output's connections (its WriterError) once the folder is made:
+    one line, and the half-made folder (with the folders made for it) is removed."""
+    from rosbags.rosbag2 import WriterError
+    source = tmp_path / "in"
+    write_bag(source, "mcap", frames(1))
+
+    def refuse(self, *args, **kwargs):
+        raise WriterError("Connection can only be added once.")
+    monkeypatch.setattr(Writer, "add_connection", refuse)
+    output = tmp_path / "new" / "out"
+    assert bag_cli.run_main(bag_cli.main, [str(source), str(output), "--image-topic",
+                                           "/cam/image_raw", "--weights", str(checkpoint),
+                                           *ENGINE], prog="hydranet-bag") == 1
+    err = capsys.readouterr().err
+    assert f"hydranet-bag: error: cannot create the output bag {output}: Connection can " \
+           "only be added once." in err
+    assert not (tmp_path / "new").exists()

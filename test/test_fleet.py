@@ -147,3 +147,86 @@ def test_an_interrupted_run_resumes(tmp_path):
     for name in ("drive_1", "drive_2"):
         assert (out / name / RECORD).is_file()
         assert len(read_bag(out / name)["/cam/segmentation/labels"]) == 30
+
+
+def test_a_worker_that_cannot_start_is_one_line(tmp_path):
+    """A HydraNetError in the workers' set-up (here a preset that does not fit the weights)
+    is the same for every bag: the run stops with that one line, not Ray's traceback of a
+    dead actor, and leaves no output."""
+    bags = make_bags(tmp_path / "bags", counts=(2,), broken=False)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "hydranet_ros.cli.fleet", str(bags), "--out",
+                           str(out), "--image-topic", "/cam/image_raw", "--workers", "1",
+                           *ENGINE, "--preset", "nyud"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, done.stderr
+    assert "hydranet-fleet: error: no worker could start: " in lines[0]
+    assert "has 6 classes but preset 'nyud' has 40" in lines[0]
+    assert not (out / "drive_0").exists() and not list(out.glob(f".*{PARTIAL}*"))
+
+
+def test_a_bad_bag_is_one_line_and_outputs_have_their_final_names(tmp_path, capsys):
+    """A bag rosbags cannot read (its YAML error spans lines) fails on one line and the
+    others are finished; every output's files carry its final name: nothing in it is hidden
+    or named like a leftover partial output, which a user (or a cleanup) might delete."""
+    bags = make_bags(tmp_path / "bags", counts=(2,), broken=False)
+    write_bag(bags / "drive_1", "sqlite3", frames(2))
+    write_bag(bags / "broken", "mcap", frames(1))
+    (bags / "broken" / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n")
+    out = tmp_path / "out"
+    assert fleet([str(bags), "--out", str(out), "--image-topic", "/cam/image_raw",
+                  "--workers", "1", *ENGINE]) == 1
+    err = capsys.readouterr().err
+    report = json.loads((out / REPORT).read_text())
+    (failed,) = report["failed"]
+    assert Path(failed["bag"]).name == "broken" and "\n" not in failed["error"]
+    assert "is not a readable rosbag2: ReaderError: Could not load YAML" in failed["error"]
+    assert f"hydranet-fleet: failed broken: {failed['error']}\n" in err
+    assert sorted(Path(a["bag"]).name for a in report["annotated"]) == ["drive_0", "drive_1"]
+    for name, data in (("drive_0", "drive_0.mcap"), ("drive_1", "drive_1.db3")):
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted(
+            [data, RECORD, "metadata.yaml"])
+        assert f"- {data}\n" in (out / name / "metadata.yaml").read_text()
+        assert read_bag(out / name)["/cam/segmentation/labels"]
+    assert sorted(p.name for p in out.iterdir()) == ["drive_0", "drive_1", REPORT]
+
+
+def test_worker_errors_reach_the_driver_as_one_line(tmp_path):
+    """What Ray raises in the driver: a HydraNetError around annotate becomes that bag's
+    one-line failure; a dead worker fails its bag (the others go on) and is not reused; a
+    bug keeps its traceback. And a bag named like a partial output is refused, as a later
+    run would remove its output."""
+    import ray
+
+    from hydranet_ros.errors import HydraNetError
+    from hydranet_ros.fleet import Job, Settings, _outcome, plan
+
+    class FakeRay:
+        exceptions = ray.exceptions
+
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def get(self, ref):
+            raise self.error
+
+    job = Job(tmp_path / "drive_7", tmp_path / "out" / "drive_7", 3)
+    task_error = ray.exceptions.RayTaskError("annotate", "Traceback ...",
+                                             HydraNetError("bad\nbag")).as_instanceof_cause()
+    assert _outcome(FakeRay(task_error), None, job) == (
+        {"bag": str(job.input), "error": "bad bag"}, True)
+    outcome, alive = _outcome(FakeRay(ray.exceptions.ActorDiedError()), None, job)
+    assert not alive and outcome["error"] == ("its worker stopped: The actor died "
+                                             "unexpectedly before finishing this task.")
+    bug = ray.exceptions.RayTaskError("annotate", "Traceback ...", KeyError("x"))
+    with pytest.raises(ray.exceptions.RayTaskError):
+        _outcome(FakeRay(bug.as_instanceof_cause()), None, job)
+    hidden = tmp_path / f".drive{PARTIAL}1234"
+    hidden.mkdir()
+    (hidden / "metadata.yaml").write_text("")
+    settings = Settings("/cam/image_raw", None, "synthetic", "0", None, "torch", "fp32", None,
+                        "cpu", ("labels",))
+    jobs, done, refused = plan([hidden], tmp_path / "out", settings, overwrite=False)
+    assert not jobs and not done and "looks like a partial output's" in refused[0][1]

@@ -66,7 +66,8 @@ def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_paths(request_from_args(args, 1))  # bad arguments fail before the model loads
+    # bad arguments, and a bag that cannot be read, fail before the model loads
+    check_paths(request_from_args(args, 1), probe=True)
     keep_freed_memory()  # a frame loop: keep image-sized buffers mapped between frames
     predictor = predictor_from_args(args)
     batch = args.batch or (4 if predictor.engine.device.startswith("cuda") else 1)

@@ -10,12 +10,13 @@ serialise to the same CDR bytes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -31,9 +32,14 @@ COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD = "sensor_msgs/msg/PointCloud2"
 STORAGES = ("mcap", "sqlite3")
+#: What a bag given as one file is named (a bag folder holds metadata.yaml).
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
 DEFAULT_OUTPUTS = ("labels", "depth", "normals", "points")
 #: rosbag2 metadata version written (read by Jazzy and later).
 BAG_VERSION = 8
+
+if TYPE_CHECKING:
+    from rosbags.rosbag2 import Reader
 
 
 def _rosbags():
@@ -44,6 +50,26 @@ def _rosbags():
         raise HydraNetError(f"hydranet-bag needs the 'rosbags' package ({exc}); "
                             "pip install rosbags") from None
     return Reader, Writer, StoragePlugin, get_typestore(Stores.ROS2_KILTED)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line: rosbags' YAML errors span several."""
+    return " ".join(str(exc).split())
+
+
+def open_reader(path: Path) -> Reader:
+    """``path``'s rosbags reader, opened. What rosbags finds wrong (its ReaderError, or an
+    OSError such as a missing metadata.yaml or an unreadable file) becomes one line naming
+    the bag instead of a traceback."""
+    reader_cls = _rosbags()[0]
+    from rosbags.rosbag2 import ReaderError
+    try:
+        reader = reader_cls(path)
+        reader.open()
+    except (ReaderError, OSError) as exc:
+        raise HydraNetError(f"{path} is not a readable rosbag2: {type(exc).__name__}: "
+                            f"{_one_line(exc)}") from None
+    return reader
 
 
 def _rosbags_with_data(cls: type, fields: dict, data: np.ndarray):
@@ -111,22 +137,66 @@ class _Frame:
     intrinsics: object | None
 
 
-def check_paths(req: BagRequest, remove: bool = False) -> None:
-    """The input exists; the output does not, or may be replaced (and is, with ``remove``)."""
-    if not req.input.exists():
-        raise HydraNetError(f"input bag {req.input} does not exist")
+def check_input(path: Path, probe: bool = False) -> None:
+    """``path`` is a bag: a folder with metadata.yaml, or a .mcap or .db3 file (so that the
+    usual mistakes get their own message); with ``probe`` it is opened too, so that a bag
+    rosbags cannot read fails before a model loads rather than after."""
+    if not path.exists():
+        raise HydraNetError(f"input bag {path} does not exist")
+    if path.is_dir():
+        if not (path / "metadata.yaml").is_file():
+            raise HydraNetError(f"input bag {path} is not a rosbag2 folder (no metadata.yaml)")
+    elif not path.is_file() or path.suffix not in BAG_FILE_SUFFIXES:
+        raise HydraNetError(f"input bag {path} is not a rosbag2 bag: neither a folder with "
+                            f"metadata.yaml nor a {' or '.join(BAG_FILE_SUFFIXES)} file")
+    if probe:
+        open_reader(path).close()
+
+
+def _check_creatable(path: Path) -> None:
+    """A new output can be made where it is asked for: its nearest existing parent is a
+    folder this process may write (checked before a model loads, not after)."""
+    if path.is_symlink():  # a link to nothing: rosbags would find it "exists already"
+        raise HydraNetError(f"cannot create the output bag {path}: it is a symbolic link to "
+                            f"{os.readlink(path)}, which does not exist")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HydraNetError(f"cannot create the output bag {path}: {parent} is a file, "
+                            "not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HydraNetError(f"cannot create the output bag {path}: {parent} is not writable")
+
+
+def _first_missing(path: Path) -> Path:
+    """The outermost of ``path`` and its parents that does not exist yet: what making
+    ``path`` creates, and so what to remove if that fails part way."""
+    while not os.path.lexists(path.parent) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_paths(req: BagRequest, remove: bool = False, probe: bool = False) -> None:
+    """The input is a bag (opened too with ``probe``); the output does not exist and can be
+    made, or may be replaced (and is, with ``remove``)."""
+    check_input(req.input, probe)
     if overlapping(req.input, req.output):
         raise HydraNetError(f"the output bag {req.output} cannot be the input bag {req.input}, "
                             "hold it or lie inside it")
     if not req.output.exists():
+        _check_creatable(req.output)
         return
+    if not req.output.is_dir():  # an output bag is a folder: a file is the user's own
+        raise HydraNetError(f"refusing to replace {req.output}: it is a file, and an output "
+                            "bag is a folder, so it is not an earlier output")
     if not req.overwrite:
         raise HydraNetError(f"refusing to overwrite {req.output} (use --overwrite)")
-    if req.output.is_dir() and not (req.output / "metadata.yaml").is_file():
+    if not (req.output / "metadata.yaml").is_file():
         raise HydraNetError(f"refusing to replace {req.output}: it is a folder but not a bag "
                             "(no metadata.yaml), so it is not an earlier output")
     if remove:
-        shutil.rmtree(req.output) if req.output.is_dir() else req.output.unlink()
+        shutil.rmtree(req.output)
 
 
 class BagAnnotator:
@@ -184,8 +254,27 @@ class BagAnnotator:
             if f"{self.namespace}/{relative}" in taken:
                 raise HydraNetError(f"{req.input} already has a topic {self.namespace}/"
                                     f"{relative}; annotate a bag without the node's outputs")
-        writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
-        writer.open()
+        from rosbags.rosbag2 import WriterError
+        made = _first_missing(req.output)
+        writer = None
+        try:
+            writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
+            writer.open()
+            self._add_connections(reader, writer, topics)
+        except (WriterError, OSError) as exc:  # nothing half-made is left behind
+            if writer is not None and writer.storage is not None:
+                try:
+                    writer.close()
+                except (WriterError, OSError):
+                    pass
+            if writer is not None and os.path.lexists(made):  # made by this run, not before
+                shutil.rmtree(made, ignore_errors=True)
+            raise HydraNetError(f"cannot create the output bag {req.output}: "
+                                f"{_one_line(exc)}") from None
+        return writer
+
+    def _add_connections(self, reader, writer, topics: dict[str, str]) -> None:
+        """The input's connections (copied as recorded), then the outputs' topics."""
         self.copies = {}
         for conn in reader.connections:
             if conn.msgdef.data and conn.digest:
@@ -201,7 +290,6 @@ class BagAnnotator:
             topic = f"{self.namespace}/{relative}"
             self.outputs[relative] = (writer.add_connection(topic, msgtype,
                                                             typestore=self.typestore), msgtype)
-        return writer
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -210,7 +298,7 @@ class BagAnnotator:
         req = self.request
         check_paths(req, remove=True)
         started = time.perf_counter()
-        reader = self._open_reader()
+        reader = open_reader(req.input)
         with closing(reader):
             self._find_topics(reader)
             first = reader.start_time + int(req.start_s * 1e9)
@@ -252,15 +340,6 @@ class BagAnnotator:
         seconds["total"] = time.perf_counter() - started
         seconds["read"] = seconds["total"] - seconds["network"] - seconds["outputs"] - seconds["write"]
         return self.result
-
-    def _open_reader(self):
-        reader = self.Reader(self.request.input)
-        try:
-            reader.open()
-        except Exception as exc:  # noqa: BLE001  rosbags raises several kinds
-            raise HydraNetError(f"{self.request.input} is not a readable rosbag2: "
-                                f"{type(exc).__name__}: {exc}") from None
-        return reader
 
     def _copy(self, conn, timestamp: int, raw: bytes) -> None:
         self.result.messages += 1
