@@ -19,11 +19,25 @@ from .synthetic.scene import HELD_OUT_SEED_START
 FRAMES_PER_HELD_OUT_STREET = 25
 HELD_OUT_FRAME_SPACING = 4
 EVALUATED = {"labels", "depth", "normals"}
+#: Depth is scored up to a preset's depth range; a custom checkpoint's (generic) preset has
+#: none, and no --preset can give it one (its class count matches no official preset), so
+#: its depth is scored up to this (the metrics' and the training's default cap).
+GENERIC_MAX_DEPTH_M = 80.0
 
 
 def held_out_frame(world: SyntheticWorld, k: int) -> SyntheticFrame:
     return world.frame(HELD_OUT_SEED_START + k // FRAMES_PER_HELD_OUT_STREET,
                        (k % FRAMES_PER_HELD_OUT_STREET) * HELD_OUT_FRAME_SPACING)
+
+
+def max_depth_of(preset: Preset) -> float:
+    """How far depth is scored: the preset's range, else GENERIC_MAX_DEPTH_M."""
+    return preset.depth_range[1] if preset.depth_range is not None else GENERIC_MAX_DEPTH_M
+
+
+def new_metrics(preset: Preset) -> RunningMetrics:
+    """Empty metrics for ``preset``'s classes, depth scored up to ``max_depth_of(preset)``."""
+    return RunningMetrics(preset.class_names, max_depth_of(preset))
 
 
 def update_metrics(metrics: RunningMetrics, outputs: dict, frame: SyntheticFrame) -> None:
@@ -36,7 +50,7 @@ def evaluate_held_out(predictor: Predictor, count: int, width: int = 320,
     """Metrics of a predictor on the first ``count`` held-out frames."""
     preset = predictor.preset
     world = SyntheticWorld(width, height)
-    metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+    metrics = new_metrics(preset)
     settings = OutputSettings()
     for k in range(count):
         frame = held_out_frame(world, k)
@@ -54,7 +68,7 @@ def compare_engines(engines: dict[str, Engine], preset: Preset, frames: list[Syn
     results: dict[str, dict] = {}
     predictions: dict[str, list] = {}
     for name, engine in engines.items():
-        metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+        metrics = new_metrics(preset)
         predictions[name] = []
         for frame in frames:
             pred = engine.predict([frame.rgb], frame.rgb.shape[:2], frozenset(EVALUATED))[0]
@@ -76,7 +90,7 @@ def evaluate_folder(predictor: Predictor, root: str, depth_scale: float) -> dict
     from .training.data import FolderDataset
     preset = predictor.preset
     data = FolderDataset(root, preset, None, depth_scale, seed=0)
-    metrics = RunningMetrics(preset.class_names, preset.depth_range[1])
+    metrics = new_metrics(preset)
     for index in tqdm(range(len(data)), unit="img", desc="evaluating", disable=len(data) < 2):
         rgb, labels, depth, normals = data.load(index)
         out = compute_outputs(rgb, predictor.predict(rgb), preset, OutputSettings(), EVALUATED)

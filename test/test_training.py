@@ -176,3 +176,165 @@ def test_evaluate_command_on_a_folder(tmp_path, make_checkpoint, capsys):
     args[3] = str(tmp_path / "wrong")
     assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
     assert json.loads(capsys.readouterr().out)["miou"] == 0.0
+
+
+def error_line(err: str) -> str:
+    """The one error line of a refused command (argparse's usage lines may come before it)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err
+    return lines[0]
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--save-every", "0", "at least 1"), ("--workers", "-1", "at least 0"),
+    ("--lr", "-1", "above 0"), ("--lr", "0", "above 0"), ("--lr", "nan", "above 0"),
+    ("--eval-every", "-1", "at least 0"), ("--eval-frames", "-1", "at least 0"),
+    ("--depth-scale", "0", "above 0"), ("--depth-scale", "-1000", "above 0"),
+    ("--depth-weight", "-1", "at least 0"), ("--seed", "-1", "at least 0"),
+    ("--seed", str(2**32), "at most"),
+])
+def test_train_refuses_numbers_out_of_range(tmp_path, capsys, option, value, expected):
+    """Each once gave a traceback (save-every 0, workers -1, seed -1), trained on nonsense
+    (a negative rate, depth weight or scale) or evaluated nothing: refused before anything
+    runs, in the usage line."""
+    cheap = ["--steps", "1", "--batch-size", "2", "--crop", "32x48", "--workers", "0",
+             "--eval-every", "0"]  # were it accepted (later options win)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--out", str(tmp_path / "run"), *cheap, f"{option}={value}"])
+    assert exit_info.value.code == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"argument {option}" in line and expected in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_batchnorm_cannot_train_on_is_refused(tmp_path, capsys):
+    """One 32x32 crop leaves a 1x1 map at 1/32: BatchNorm raised "Expected more than 1 value
+    per channel" at the first step. Two such crops, or one of 64x32, train."""
+    from hydranet_ros.cli.common import run_main
+    args = ["--out", str(tmp_path / "run"), "--steps", "1", "--workers", "0",
+            "--eval-every", "0", "--crop", "32x32"]
+    assert run_main(train_main, args + ["--batch-size", "1"], prog="hydranet-train") == 1
+    line = error_line(capsys.readouterr().err)
+    assert "--batch-size 1 with --crop 32x32 leaves one value per channel" in line
+    assert not (tmp_path / "run").exists()
+    assert run_main(train_main, args + ["--batch-size", "2"], prog="hydranet-train") == 0
+
+
+def test_train_keeps_zero_where_it_means_none():
+    """0 is meaningful for these: no held-out evaluation, no depth loss, no loader processes."""
+    from hydranet_ros.cli.train import parse_args
+    args = parse_args(["--out", "x", "--eval-every", "0", "--eval-frames", "0",
+                       "--depth-weight", "0", "--workers", "0", "--seed", "0"])
+    assert (args.eval_every, args.eval_frames, args.depth_weight, args.workers) == (0, 0, 0, 0)
+
+
+def write_training(out, num_classes: int, num_tasks: int) -> None:
+    """A training folder as hydranet-train leaves it, for a model of that shape."""
+    from hydranet_ros.checkpoint import save_checkpoint
+    out.mkdir()
+    model = HydraNet(num_classes, num_tasks)
+    optimizer = torch.optim.AdamW(model.parameters())
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()  # the moments the state carries
+    save_checkpoint(model, out / "last.ckpt", extra={"step": 1})
+    torch.save({"step": 1, "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state()}, out / "training_state.pt")
+
+
+def resume_error(out, capsys) -> str:
+    args = ["--out", str(out), "--steps", "2", "--batch-size", "2", "--crop", "64x96",
+            "--workers", "0", "--eval-every", "0", "--resume"]
+    assert run_main(train_main, args, prog="hydranet-train") == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_resume_refuses_another_presets_training(tmp_path, capsys):
+    """A 40-class training resumed as the 6-class preset: was a size-mismatch traceback."""
+    write_training(tmp_path / "run", 40, 3)
+    err = resume_error(tmp_path / "run", capsys)
+    assert f"cannot resume from {tmp_path / 'run' / 'last.ckpt'}" in err
+    assert "40 classes" in err and "--preset" in err
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncated", "corrupted, truncated or not a training state"),
+    ("garbage", "corrupted, truncated or not a training state"),
+    ("not a dict", "corrupted, truncated or not a training state"),
+    ("another preset", "belongs to another training"),
+])
+def test_resume_refuses_a_damaged_training_state(tmp_path, capsys, damage, expected):
+    """training_state.pt cut short, not a torch file, or the optimizer of another model (whose
+    shapes would only fail at the first step): one line naming it, still loaded weights-only."""
+    out = tmp_path / "run"
+    write_training(out, 6, 3)
+    state = out / "training_state.pt"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:5000])
+    elif damage == "garbage":
+        state.write_bytes(b"not a torch file at all")
+    elif damage == "not a dict":
+        torch.save(torch.zeros(3), state)
+    else:
+        write_training(tmp_path / "other", 40, 3)
+        (tmp_path / "other" / "training_state.pt").replace(state)
+    err = resume_error(out, capsys)
+    assert f"cannot resume from {state}" in err and expected in err, err
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--frames", "0", "at least 1"), ("--frames", "-3", "at least 1"),
+    ("--depth-scale", "0", "above 0"),
+])
+def test_evaluate_refuses_numbers_out_of_range(capsys, option, value, expected):
+    from hydranet_ros.cli.evaluate import main as evaluate_main
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([f"{option}={value}"])
+    assert exit_info.value.code == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"argument {option}" in line and expected in line, line
+
+
+def test_evaluate_a_checkpoint_that_matches_no_preset(make_checkpoint, capsys):
+    """7 classes match no preset, so no --preset can be given (its classes would disagree):
+    evaluated with depth scored up to the generic cap, said on stderr, instead of a
+    TypeError on the generic preset's missing depth range."""
+    from hydranet_ros.cli.evaluate import main as evaluate_main
+    args = ["--weights", str(make_checkpoint(7, 3)), "--frames", "1", "--json",
+            "--backend", "reference", "--device", "cpu"]
+    assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
+    from hydranet_ros.evaluation import GENERIC_MAX_DEPTH_M
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["frames"] == 1 and len(summary["per_class_iou"]) == 7
+    assert np.isfinite(summary["abs_rel"]) and np.isfinite(summary["normal_mean_deg"])
+    assert "Traceback" not in captured.err
+    assert f"match no preset, so there is no depth range: depth is scored up to " \
+           f"{GENERIC_MAX_DEPTH_M:g} m" in captured.err, captured.err
+
+
+@pytest.mark.parametrize("folder", ["labels", "depth"])
+def test_colour_target_pngs_are_refused(tmp_path, make_checkpoint, capsys, folder):
+    """A labels/ or depth/ PNG saved as RGB: one line naming it and what is expected, from
+    evaluation and from training (through a DataLoader worker) alike, not a numpy traceback."""
+    from hydranet_ros.cli.evaluate import main as evaluate_main
+    make_folder(tmp_path / "data")
+    bad = tmp_path / "data" / folder / "f0.png"
+    cv2.imwrite(str(bad), np.full((40, 56, 3), 3, np.uint8))
+    args = ["--weights", str(make_checkpoint(6, 3)), "--data", str(tmp_path / "data"),
+            "--backend", "reference", "--device", "cpu"]
+    assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 1
+    expected = f"{bad} has 3 channels; {folder}/ PNGs must be single-channel"
+    err = capsys.readouterr().err
+    assert expected in error_line(err) and err.strip().splitlines()[-1].startswith(
+        "hydranet-evaluate: error: "), err
+    args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--steps", "1",
+            "--batch-size", "3", "--crop", "32x48", "--workers", "1"]
+    assert run_main(train_main, args, prog="hydranet-train") == 1
+    holds = "8-bit class ids, 255 = ignore" if folder == "labels" else \
+        "16-bit depth, metres = value / depth scale"
+    assert error_line(capsys.readouterr().err) == \
+        f"hydranet-train: error: {expected} ({holds})"  # the progress bar aside, one line

@@ -134,21 +134,29 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def _target(self, folder: str, stem: str, flags: int) -> np.ndarray | None:
+    def _target(self, folder: str, stem: str, flags: int,
+                single_channel: str = "") -> np.ndarray | None:
+        """A target PNG as stored, None if absent. ``single_channel`` (what that channel holds)
+        refuses a colour or palette file, whose extra axis would fail later in numpy."""
         path = self.root / folder / f"{stem}.png"
         if not path.exists():
             return None
         data = cv2.imread(str(path), flags)
         if data is None:
             raise HydraNetError(f"cannot read {path}")
+        if single_channel and data.ndim != 2:
+            raise HydraNetError(f"{path} has {data.shape[2]} channels; {folder}/ PNGs must be "
+                                f"single-channel ({single_channel})")
         return data
 
     def load(self, index: int) -> tuple:
         """(rgb, labels, depth in metres, normals) of one image as stored; absent ones None."""
         image = self.names[index]
         rgb = read_rgb(image)
-        labels = self._target("labels", image.stem, cv2.IMREAD_UNCHANGED)
-        depth = self._target("depth", image.stem, cv2.IMREAD_UNCHANGED)
+        labels = self._target("labels", image.stem, cv2.IMREAD_UNCHANGED,
+                              "8-bit class ids, 255 = ignore")
+        depth = self._target("depth", image.stem, cv2.IMREAD_UNCHANGED,
+                             "16-bit depth, metres = value / depth scale")
         normals = self._target("normals", image.stem, cv2.IMREAD_COLOR)
         for name, target in (("labels", labels), ("depth", depth), ("normals", normals)):
             if target is not None and target.shape[:2] != rgb.shape[:2]:

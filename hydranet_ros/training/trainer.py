@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import read_state_dict, save_checkpoint
+from ..checkpoint import (infer_architecture, model_from_state_dict, read_state_dict,
+                          save_checkpoint)
 from ..errors import HydraNetError
 from ..evaluation import evaluate_held_out
 from ..predictor import Predictor
@@ -117,7 +118,19 @@ def _loader(cfg: TrainConfig, preset: Preset, start_step: int) -> DataLoader:
 
 def _batches(loader: DataLoader):
     while True:  # epochs for a folder; the synthetic stream never ends
-        yield from loader
+        try:
+            yield from loader
+        except HydraNetError as exc:
+            raise HydraNetError(_worker_message(str(exc))) from None
+
+
+def _worker_message(text: str) -> str:
+    """A data error's own line. A DataLoader worker's error comes back with the worker's
+    traceback in its message ("Caught HydraNetError in DataLoader worker process 0.
+    Original Traceback ..."), which would print as many lines; the last one is the error."""
+    if not text.startswith("Caught "):
+        return text
+    return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
 
 
 def _log(out: Path, record: dict) -> None:
@@ -134,6 +147,40 @@ def _save(out: Path, model: HydraNet, optimizer, step: int, cfg: TrainConfig) ->
     tmp.replace(out / STATE)
 
 
+def _resume(out: Path, model: HydraNet, optimizer, preset: Preset) -> int:
+    """Load the model, optimizer and RNG state of the training in ``out``; returns its step.
+
+    A checkpoint of another preset (class or task count), or a corrupt or foreign training
+    state, is one line naming the file, not a size-mismatch or unpickling traceback."""
+    state_dict = read_state_dict(out / LAST)
+    classes, tasks = infer_architecture(state_dict, str(out / LAST))
+    if (classes, tasks) != (preset.num_classes, preset.num_tasks):
+        raise HydraNetError(f"cannot resume from {out / LAST}: it has {classes} classes and "
+                            f"{tasks} task heads, preset '{preset.name}' has "
+                            f"{preset.num_classes} and {preset.num_tasks}; pass the --preset "
+                            "that training used, or choose another --out")
+    model.load_state_dict(model_from_state_dict(state_dict, source=str(out / LAST)).state_dict())
+    path = out / STATE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}")
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step = int(state["step"])
+    except Exception as exc:  # torch raises many types for bad bytes or a foreign dict
+        reason = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
+        raise HydraNetError(f"cannot resume from {path}: it is corrupted, truncated or not a "
+                            f"training state ({reason})") from None
+    for param in model.parameters():
+        moment = optimizer.state.get(param, {}).get("exp_avg")
+        if moment is not None and moment.shape != param.shape:
+            raise HydraNetError(f"cannot resume from {path}: it belongs to another training "
+                                f"(its optimizer holds a {tuple(moment.shape)} tensor for a "
+                                f"{tuple(param.shape)} weight of {out / LAST})")
+    return step
+
+
 def train(cfg: TrainConfig, preset: Preset, resume: bool = False) -> Path:
     """Run (or continue) a training; returns the path of the last checkpoint."""
     out = Path(cfg.out)
@@ -147,11 +194,7 @@ def train(cfg: TrainConfig, preset: Preset, resume: bool = False) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resume and (out / STATE).exists():
-        model.load_state_dict(read_state_dict(out / LAST))
-        state = torch.load(out / STATE, weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step = int(state["step"])
+        step = _resume(out, model, optimizer, preset)
     (out / CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     bf16 = use_bf16(cfg.bf16)
     model = model.to(memory_format=torch.channels_last).train()
