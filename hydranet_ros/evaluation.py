@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engines import Engine
-from .metrics import RunningMetrics
+from .metrics import DEFAULT_MAX_DEPTH_M, RunningMetrics
 from .outputs import OutputSettings, compute_outputs
 from .predictor import Predictor
 from .presets import Preset
@@ -19,10 +19,6 @@ from .synthetic.scene import HELD_OUT_SEED_START
 FRAMES_PER_HELD_OUT_STREET = 25
 HELD_OUT_FRAME_SPACING = 4
 EVALUATED = {"labels", "depth", "normals"}
-#: Depth is scored up to a preset's depth range; a custom checkpoint's (generic) preset has
-#: none, and no --preset can give it one (its class count matches no official preset), so
-#: its depth is scored up to this (the metrics' and the training's default cap).
-GENERIC_MAX_DEPTH_M = 80.0
 
 
 def held_out_frame(world: SyntheticWorld, k: int) -> SyntheticFrame:
@@ -31,8 +27,10 @@ def held_out_frame(world: SyntheticWorld, k: int) -> SyntheticFrame:
 
 
 def max_depth_of(preset: Preset) -> float:
-    """How far depth is scored: the preset's range, else GENERIC_MAX_DEPTH_M."""
-    return preset.depth_range[1] if preset.depth_range is not None else GENERIC_MAX_DEPTH_M
+    """How far depth is scored: the preset's range. A custom checkpoint's (generic) preset
+    has none, and no --preset can give it one (its class count matches no official preset),
+    so its depth is scored up to the metrics' and the training's default cap."""
+    return preset.depth_range[1] if preset.depth_range is not None else DEFAULT_MAX_DEPTH_M
 
 
 def new_metrics(preset: Preset) -> RunningMetrics:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import HydraNetError
+from .errors import HydraNetError, one_line
 from .paths import overlapping
 
 #: Written inside every completed output: what it was made from, and how.
@@ -206,9 +206,9 @@ def publish(partial: Path, output: Path, record: dict) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def one_line(exc: BaseException) -> str:
+def worker_error(exc: BaseException) -> str:
     """A worker's error as one line of the report and of the driver's output."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     return text if isinstance(exc, HydraNetError) else f"{type(exc).__name__}: {text}"
 
 
@@ -242,7 +242,7 @@ class BagWorker:
                 settings.precision, progress=False, log=self.notes.append,
                 warn=self.notes.append, calibration=settings.calibration)
         except HydraNetError as exc:
-            self.error = one_line(exc)
+            self.error = worker_error(exc)
         self.setup_s = time.perf_counter() - started
 
     def describe(self) -> dict:
@@ -277,7 +277,7 @@ class BagWorker:
             publish(partial, job.output, job.record)
         except Exception as exc:  # noqa: BLE001  reported with its reason; the others go on
             shutil.rmtree(partial, ignore_errors=True)
-            return {"bag": str(job.input), "error": one_line(exc), "warnings": warnings}
+            return {"bag": str(job.input), "error": worker_error(exc), "warnings": warnings}
         return {"bag": str(job.input), "output": str(job.output), "frames": result.frames,
                 "skipped_frames": result.skipped, "frames_without_cloud": result.without_cloud,
                 "seconds": round(time.perf_counter() - started, 3),
@@ -456,7 +456,7 @@ def _outcome(ray, ref, job: Job) -> tuple[dict, bool]:
     except exceptions.RayTaskError as exc:
         if not isinstance(exc.cause, HydraNetError):
             raise
-        return {"bag": str(job.input), "error": one_line(exc.cause)}, True
+        return {"bag": str(job.input), "error": worker_error(exc.cause)}, True
     except exceptions.RayActorError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"bag": str(job.input), "error": f"its worker stopped: {reason}"}, False

@@ -14,10 +14,13 @@ import numpy as np
 IGNORE = 255
 ANGLE_BIN_DEG = 0.05
 ANGLE_BINS = int(180 / ANGLE_BIN_DEG)
+#: Depth scored up to this where nothing says otherwise (training's depth loss too).
+DEFAULT_MAX_DEPTH_M = 80.0
 
 
 class RunningMetrics:
-    def __init__(self, class_names: tuple[str, ...] | list[str], max_depth: float = 80.0) -> None:
+    def __init__(self, class_names: tuple[str, ...] | list[str],
+                 max_depth: float = DEFAULT_MAX_DEPTH_M) -> None:
         self.class_names = tuple(class_names)
         self.max_depth = max_depth
         n = len(self.class_names)

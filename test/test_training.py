@@ -306,14 +306,14 @@ def test_evaluate_a_checkpoint_that_matches_no_preset(make_checkpoint, capsys):
     args = ["--weights", str(make_checkpoint(7, 3)), "--frames", "1", "--json",
             "--backend", "reference", "--device", "cpu"]
     assert run_main(evaluate_main, args, prog="hydranet-evaluate") == 0
-    from hydranet_ros.evaluation import GENERIC_MAX_DEPTH_M
+    from hydranet_ros.metrics import DEFAULT_MAX_DEPTH_M
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert summary["frames"] == 1 and len(summary["per_class_iou"]) == 7
     assert np.isfinite(summary["abs_rel"]) and np.isfinite(summary["normal_mean_deg"])
     assert "Traceback" not in captured.err
     assert f"match no preset, so there is no depth range: depth is scored up to " \
-           f"{GENERIC_MAX_DEPTH_M:g} m" in captured.err, captured.err
+           f"{DEFAULT_MAX_DEPTH_M:g} m" in captured.err, captured.err
 
 
 @pytest.mark.parametrize("folder", ["labels", "depth"])

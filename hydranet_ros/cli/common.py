@@ -56,14 +56,27 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def positive(text: str) -> float:
-    """An argparse type: a finite number above 0 (a rate, a duration)."""
+def _finite(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (math.isfinite(value) and value > 0):
+    return value if math.isfinite(value) else math.nan
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0 (a rate, a duration)."""
+    value = _finite(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got '{text}'")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number of at least 0 (a weight, where 0 switches it off)."""
+    value = _finite(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got '{text}'")
     return value
 
 

@@ -15,7 +15,7 @@ from ..checkpoint import load_model, save_checkpoint
 from ..errors import HydraNetError
 from ..presets import get_preset, preset_names
 from ..training.trainer import TrainConfig, train
-from .common import description, positive, run_main, whole_number
+from .common import description, non_negative, positive, run_main, whole_number
 
 PROG = "hydranet-train"
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which training also sets, takes no more
@@ -29,17 +29,6 @@ def size(text: str) -> tuple[int, int]:
     if height < 32 or width < 32:
         raise argparse.ArgumentTypeError(f"crop {text} is too small (at least 32x32)")
     return height, width
-
-
-def non_negative(text: str) -> float:
-    """An argparse type: a finite number of at least 0 (a weight, where 0 switches it off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got '{text}'")
-    return value
 
 
 def seed(text: str) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..errors import HydraNetError
+from ..errors import HydraNetError, one_line
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
 from ..paths import overlapping
 from ..predictor import Predictor, inference_size
@@ -52,11 +52,6 @@ def _rosbags():
     return Reader, Writer, StoragePlugin, get_typestore(Stores.ROS2_KILTED)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's text on one line: rosbags' YAML errors span several."""
-    return " ".join(str(exc).split())
-
-
 def open_reader(path: Path) -> Reader:
     """``path``'s rosbags reader, opened. What rosbags finds wrong (its ReaderError, or an
     OSError such as a missing metadata.yaml or an unreadable file) becomes one line naming
@@ -68,7 +63,7 @@ def open_reader(path: Path) -> Reader:
         reader.open()
     except (ReaderError, OSError) as exc:
         raise HydraNetError(f"{path} is not a readable rosbag2: {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from None
+                            f"{one_line(exc)}") from None
     return reader
 
 
@@ -270,7 +265,7 @@ class BagAnnotator:
             if writer is not None and os.path.lexists(made):  # made by this run, not before
                 shutil.rmtree(made, ignore_errors=True)
             raise HydraNetError(f"cannot create the output bag {req.output}: "
-                                f"{_one_line(exc)}") from None
+                                f"{one_line(exc)}") from None
         return writer
 
     def _add_connections(self, reader, writer, topics: dict[str, str]) -> None:

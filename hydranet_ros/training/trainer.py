@@ -19,6 +19,7 @@ from ..checkpoint import (infer_architecture, model_from_state_dict, read_state_
                           save_checkpoint)
 from ..errors import HydraNetError
 from ..evaluation import evaluate_held_out
+from ..metrics import DEFAULT_MAX_DEPTH_M
 from ..predictor import Predictor
 from ..model import HydraNet
 from ..presets import Preset
@@ -46,7 +47,7 @@ class TrainConfig:
     warmup: int = 100
     depth_loss: str = "relative"
     depth_weight: float = 1.0
-    max_depth: float = 80.0
+    max_depth: float = DEFAULT_MAX_DEPTH_M
     depth_scale: float = 1000.0
     seed: int = 0
     workers: int = 1
