@@ -10,6 +10,7 @@ a node stopped while loading exits quietly with 0, as it does when stopped while
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 EXIT_INTERRUPTED = 130
@@ -37,15 +38,47 @@ NODES = {
 
 def start(name: str) -> None:
     """Import the module of console script ``name`` and run its ``entry_point``."""
-    node = name in NODES
     try:
-        module = importlib.import_module(NODES[name] if node else COMMANDS[name])
+        module = importlib.import_module(NODES.get(name) or COMMANDS[name])
     except KeyboardInterrupt:
-        if node:
-            sys.exit(0)
-        print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted(name)
     module.entry_point()
+
+
+def _interrupted(name: str) -> None:
+    """What a console script does when stopped while loading: one line (command) or none."""
+    if name in NODES:
+        sys.exit(0)
+    print(f"{name}: interrupted", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def guard_run_as_module() -> None:
+    """``python -m hydranet_ros.<package>.<module>`` stopped while loading: as its script.
+
+    Run so, a module's own imports (torch) happen outside any ``try``: a Ctrl-C then ends in
+    Python's last resort, ``sys.excepthook``, which would print a traceback. While Python
+    imports the packages above that module, ``sys.argv`` is ``["-m", ...]``; the packages
+    call this then, and the hook installed ends such a run as ``start`` ends a script.
+    """
+    if sys.argv[:1] != ["-m"]:
+        return
+    names = {module: name for name, module in {**COMMANDS, **NODES}.items()}
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback) -> None:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = names.get(getattr(spec, "name", None))
+        if name is None or not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+            return
+        try:
+            _interrupted(name)
+        except SystemExit as done:  # raising from a hook is an error of its own: leave now
+            sys.stderr.flush()
+            os._exit(done.code)
+
+    sys.excepthook = hook
 
 
 # one function per console script (setup.py names them)

@@ -85,13 +85,16 @@ def test_console_scripts_are_the_guarded_entry_points():
 
 
 def _interrupted_while_loading(name: str, *args: str) -> subprocess.CompletedProcess:
-    """Start console script ``name`` and send SIGINT 0.3 s later, while torch still loads."""
+    """Start console script ``name`` and send SIGINT 0.3 s later, while torch still loads.
+
+    A ``name`` with dots is a module, run as ``python -m name``."""
     import signal
     import sys
     import time
     function = name.replace("-", "_")
     code = f"import sys; from hydranet_ros.entry_points import {function}; sys.exit({function}())"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, text=True,
+    run = ["-m", name] if "." in name else ["-c", code]
+    proc = subprocess.Popen([sys.executable, *run, *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(0.3)
@@ -110,4 +113,13 @@ def test_ctrl_c_while_a_command_loads_is_one_line():
 def test_ctrl_c_while_a_node_loads_ends_it_quietly():
     """As ``ros2 launch`` does to nodes still starting when it is stopped."""
     done = _interrupted_while_loading("hydranet_node")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_ctrl_c_while_a_module_run_loads_is_as_its_script():
+    """``python -m hydranet_ros.cli.infer`` / ``.ros.node``: the module's own imports run
+    outside any ``try``; the packages above it catch a Ctrl-C there instead."""
+    done = _interrupted_while_loading("hydranet_ros.cli.infer", "--help")
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "hydranet-infer: interrupted\n")
+    done = _interrupted_while_loading("hydranet_ros.ros.node")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
