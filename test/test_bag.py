@@ -407,3 +407,26 @@ def test_an_output_that_fails_part_way_leaves_nothing(tmp_path, checkpoint, monk
     assert f"hydranet-bag: error: cannot create the output bag {output}: Connection can " \
            "only be added once." in err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_write_failure_part_way_names_the_output(tmp_path, checkpoint, monkeypatch, capsys):
+    """A full disk while writing: one line about the output bag, not about reading the input;
+    nothing more is written after it."""
+    source, output = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(3))
+    real_write, calls = Writer.write, []
+
+    def fill_up(self, connection, timestamp, data):
+        calls.append(connection.topic)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_write(self, connection, timestamp, data)
+    monkeypatch.setattr(Writer, "write", fill_up)
+    assert bag_cli.run_main(bag_cli.main, [str(source), str(output), "--image-topic",
+                                           "/cam/image_raw", "--weights", str(checkpoint),
+                                           *ENGINE], prog="hydranet-bag") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(calls) == 5, calls
+    assert err[-1].startswith(f"hydranet-bag: error: cannot write the output bag {output} (at "), \
+        err
+    assert "No space left on device" in err[-1] and "cannot read" not in err[-1], err

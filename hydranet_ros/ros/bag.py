@@ -92,6 +92,10 @@ def storage_of(path: Path) -> str:
     return "mcap" if path.suffix == ".mcap" else "sqlite3"
 
 
+class WriteFailed(HydraNetError):
+    """Writing the output bag failed part way (a full disk): the input is not to blame."""
+
+
 @dataclass
 class BagRequest:
     input: Path
@@ -303,6 +307,7 @@ class BagAnnotator:
             info = None
             seen = 0
             position = "the first message"
+            writing_failed = False
             try:
                 for conn, timestamp, raw in reader.messages():
                     position = f"message {self.result.messages + 1} (topic {conn.topic}, " \
@@ -322,6 +327,9 @@ class BagAnnotator:
                 self.result.interrupted = True
                 self._pending.clear()
                 self._write_held([])
+            except WriteFailed:
+                writing_failed = True
+                raise
             except HydraNetError:
                 raise
             except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
@@ -330,7 +338,7 @@ class BagAnnotator:
                 raise HydraNetError(f"{req.input}: cannot read past {position}: "
                                     f"{type(exc).__name__}: {exc}") from None
             finally:
-                writer.close()
+                self._close(writer, writing_failed)
         seconds = self.result.seconds
         seconds["total"] = time.perf_counter() - started
         seconds["read"] = seconds["total"] - seconds["network"] - seconds["outputs"] - seconds["write"]
@@ -342,8 +350,28 @@ class BagAnnotator:
             self._held.append((timestamp, conn, raw))
         else:
             started = time.perf_counter()
-            self._writer.write(conn, timestamp, raw)
+            self._write(conn, timestamp, raw)
             self.result.seconds["write"] += time.perf_counter() - started
+
+    def _write(self, conn, timestamp: int, data: bytes) -> None:
+        """One message into the output bag; a failure there (a full disk) is the output's,
+        not the input's, and says so."""
+        try:
+            self._writer.write(conn, timestamp, data)
+        except Exception as exc:  # noqa: BLE001  storage plugins raise their own errors
+            raise WriteFailed(f"cannot write the output bag {self.request.output} (at "
+                              f"{timestamp / 1e9:.3f} s, topic {conn.topic}): "
+                              f"{one_line(exc)}") from None
+
+    def _close(self, writer, writing_failed: bool) -> None:
+        """Close the output bag; after a write failure closing may fail as well, and the
+        first failure is the one reported."""
+        try:
+            writer.close()
+        except Exception as exc:  # noqa: BLE001
+            if not writing_failed:
+                raise HydraNetError(f"cannot finish the output bag {self.request.output}: "
+                                    f"{one_line(exc)}") from None
 
     def _deserialize(self, raw: bytes, msgtype: str, topic: str, timestamp: int):
         try:
@@ -428,5 +456,5 @@ class BagAnnotator:
         self._held = []
         started = time.perf_counter()
         for timestamp, _, _, conn, data in items:
-            self._writer.write(conn, timestamp, data)
+            self._write(conn, timestamp, data)
         self.result.seconds["write"] += time.perf_counter() - started
