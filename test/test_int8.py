@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from conftest import import_or_skip
-from hydranet_ros.checkpoint import load_model
+from hydranet_ros.checkpoint import load_model, save_checkpoint
 from hydranet_ros.cli import export as export_cli
 from hydranet_ros.engines import EngineError, build_engine, default_precision, openvino_engine
 from hydranet_ros.engines.export import engine_cache_dir
 from hydranet_ros.evaluation import compare_engines, held_out_frame
 from hydranet_ros.images import write_png
+from hydranet_ros.model import HydraNet
 from hydranet_ros.predictor import Predictor
 from hydranet_ros.presets import get_preset
 from hydranet_ros.synthetic.render import SyntheticWorld
@@ -93,22 +94,36 @@ def held_out_pictures(folder, count, size=(96, 128)):
     return folder
 
 
-def test_any_weights_with_a_folder_of_images(tmp_path, make_checkpoint):
+def other_trained_weights(path):
+    """Trained weights that are not the bundled ones: the bundled network without its normals
+    head, saved as a 6-class, 2-task checkpoint (KITTI's shape, which has no default
+    calibration). A seeded untrained network's labels are near ties, which int8 flips at
+    random: its agreement with fp32 was 0.43 to 0.92 by frame, so it could not show that
+    calibrating on the user's images works."""
+    trained = load_model(resolve("synthetic")).state_dict()
+    model = HydraNet(6, 2)
+    model.load_state_dict({k: v for k, v in trained.items() if "normal" not in k})
+    save_checkpoint(model, path)
+    return path
+
+
+def test_any_weights_with_a_folder_of_images(tmp_path):
     """Weights other than the bundled ones calibrate on the user's images, through every
     front end: the predictor (node, commands) and hydranet-export."""
     folder = held_out_pictures(tmp_path / "camera", 6)
     (folder / "notes.txt").write_text("not an image: ignored")
-    weights = str(make_checkpoint(6, 2))
+    weights = str(other_trained_weights(tmp_path / "other.ckpt"))
     logs: list[str] = []
     predictor = Predictor.from_weights(weights, backend="openvino", precision="int8",
                                        device="cpu", calibration=str(folder), log=logs.append,
                                        warn=logs.append)
     assert predictor.engine.describe() == "openvino int8 on cpu", logs
-    rgb = held_out_frame(SyntheticWorld(128, 96), 1).rgb
-    got = predictor.predict(rgb)
-    ref = Predictor.from_weights(weights, backend="reference", device="cpu",
-                                 log=lambda _: None).predict(rgb)
-    assert (got.labels == ref.labels).mean() > 0.5  # a working network, if a rough one
+    reference = Predictor.from_weights(weights, backend="reference", device="cpu",
+                                       log=lambda _: None)
+    for k in (1, 2, 3):  # 0.990 to 0.996 measured (OpenCV 4.14 and 5.0), 6 frames' calibration
+        rgb = held_out_frame(SyntheticWorld(128, 96), k).rgb
+        agree = (predictor.predict(rgb).labels == reference.predict(rgb).labels).mean()
+        assert agree >= 0.97, (k, agree)
     assert any(f"images in {folder}" in line for line in logs), logs
     out = tmp_path / "exported.xml"
     assert export_cli.main(["--weights", weights, "--format", "openvino", "--size", "96x128",
