@@ -16,6 +16,7 @@ import torch
 from hydranet_ros.checkpoint import save_checkpoint
 from hydranet_ros.model import HydraNet
 from isolation import claim_domain
+from signal_stack import dangling_signal_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,6 +57,14 @@ def find_reference() -> Path | None:
         if (shared / REFERENCE_SUBDIR).is_dir():
             return shared / REFERENCE_SUBDIR
     return None
+
+
+@pytest.fixture(autouse=True)
+def signals_still_work():
+    """After each test: the thread's alternate signal stack is still in mapped memory."""
+    yield
+    broken = dangling_signal_stack()
+    assert broken is None, f"the alternate signal stack was left in freed memory: {broken}"
 
 
 @pytest.fixture(autouse=True)

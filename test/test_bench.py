@@ -63,7 +63,9 @@ def test_bench_writes_table_json_and_chart(tmp_path):
     assert all(0.9 <= entry["miou"] <= 1.0 for entry in accuracy.values()), accuracy
     assert "accuracy (bundled weights, 3 held-out frames" in done.stdout
     assert [c["cameras"] for c in report["cameras"]] == [1, 2]
-    assert "backend auto picks openvino" in done.stdout
+    from hydranet_ros.engines.openvino_engine import cpu_supports_bf16
+    assert ("backend auto timed openvino bf16, fp32 on its first frame" if cpu_supports_bf16()
+            else "backend auto picks openvino fp32") in done.stdout, done.stdout
     # a node run per pipeline setting and publish_threads, each with what the node ran
     assert [(node["pipelined"], node["publish_threads"]) for node in report["node"]] == \
         [(True, 1), (True, 2), (False, 1), (False, 2)]

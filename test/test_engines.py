@@ -4,6 +4,10 @@ the automatic choice and its fall-backs, the export cache, hydranet-export and t
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,7 +259,7 @@ def test_auto_picks_a_fast_backend_and_says_why():
 def test_missing_backend_falls_back_to_pytorch(monkeypatch):
     def missing():
         raise EngineError("the 'openvino' package is not installed (test)")
-    monkeypatch.setattr(openvino_engine, "_openvino", missing)
+    monkeypatch.setattr(openvino_engine, "shared_core", missing)
     warnings: list[str] = []
     engine = create_engine(make_model(6, 2), get_preset("kitti"), "openvino", "cpu",
                            log=lambda _: None, warn=warnings.append)
@@ -395,3 +399,30 @@ def test_openvino_export_refuses_to_replace_an_existing_weights_file(tmp_path):
         export_cli.main(args)
     assert (tmp_path / "m.bin").read_bytes() == b"someone's weights"
     assert not (tmp_path / "m.xml").exists()
+
+
+def test_engines_released_in_the_order_made_leave_signals_working(tmp_path):
+    """OpenVINO's CPU plugin restores, on release, the alternate signal stack it found, even
+    one freed since: two Cores released first made, first gone left the main thread's in
+    unmapped memory, and the next Python signal handler killed the process with SIGSEGV. In a
+    child process, as that is how it fails."""
+    import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
+    script = f"""
+import gc, os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import make_model
+from hydranet_ros.engines import create_engine
+from hydranet_ros.presets import get_preset
+frame = __import__("numpy").zeros((1, 64, 96, 3), "uint8")
+first, second = (create_engine(make_model(6, 2), get_preset("kitti"), "openvino", "cpu", "fp32",
+                               log=lambda _: None) for _ in range(2))
+first.infer(frame); second.infer(frame)
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("alive")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert (done.returncode, done.stdout) == (0, "handled\nalive\n"), done.stderr[-2000:]

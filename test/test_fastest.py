@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model
+from conftest import import_or_skip, make_model
 from hydranet_ros.engines import build_engine, create_engine, measured_precisions
 from hydranet_ros.engines.base import Engine
 from hydranet_ros.engines.fastest import ROUNDS, WARMUP_CALLS, FastestEngine
@@ -131,11 +131,34 @@ def test_real_engines_the_optimised_one_wins_and_its_results_come_back():
 
 
 def test_on_a_cpu_precision_auto_is_not_measured():
-    """The CPU path is as before: one engine in its default precision, nothing timed."""
+    """PyTorch on the CPU is as before: one engine in fp32, nothing timed."""
     assert measured_precisions("torch", CPU) == ()
-    assert measured_precisions("openvino", CPU) == ()
     engine = build_engine(make_model(6, 2), PRESET, "torch", CPU)
     assert isinstance(engine, TorchEngine) and engine.precision == "fp32"
+
+
+def test_openvino_auto_times_bf16_and_fp32_where_the_cpu_has_bf16(tmp_path, monkeypatch):
+    """bf16 was slower than fp32 on a Xeon VM with AVX512-BF16 and no AMX, so where OpenVINO
+    reports bf16 both are timed on the first frame; elsewhere fp32 runs, nothing timed."""
+    import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
+    from hydranet_ros.engines.openvino_engine import OpenVINOEngine, cpu_supports_bf16
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    lines: list[str] = []
+    engine = build_engine(make_model(6, 2), PRESET, "openvino", CPU, log=lines.append)
+    if not cpu_supports_bf16():
+        assert measured_precisions("openvino", CPU) == ()
+        assert isinstance(engine, OpenVINOEngine) and engine.precision == "fp32"
+        return
+    assert measured_precisions("openvino", CPU) == ("bf16", "fp32")
+    assert isinstance(engine, FastestEngine) and engine.rounds == 3
+    assert [(c.backend, c.precision) for c in engine.candidates] == [("openvino", "bf16"),
+                                                                      ("openvino", "fp32")]
+    image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    got = engine.predict([image], (96, 128), PARTS)[0]
+    assert set(engine.timings) == {"openvino bf16", "openvino fp32"}
+    assert engine.precision == min(engine.timings, key=engine.timings.get).split()[1]
+    assert len(engine.candidates) == 1 and got.labels.shape == (96, 128)
+    assert any(line.startswith("inference precision: openvino ") for line in lines), lines
 
 
 @pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")

@@ -1,8 +1,9 @@
 """The OpenVINO backend: the fastest path on Intel and AMD CPUs.
 
 The model is exported to OpenVINO IR once per input shape (cached on disk) and compiled with
-the latency hint; on CPUs with native bf16 (AVX512-BF16, AMX) it runs in bf16, which roughly
-halves the time of f32 at a small, guarded cost in accuracy. ``int8`` runs an IR quantised
+the latency hint; on CPUs with native bf16 (AVX512-BF16, AMX) it can run in bf16, at a small,
+guarded cost in accuracy, which is not always faster (precision ``auto`` times both on the
+first frame: ``fastest.py``). ``int8`` runs an IR quantised
 with NNCF on calibration frames (``quantize.py``); what it does not quantise runs in bf16
 where the CPU has it.
 """
@@ -17,25 +18,16 @@ from ..model import HydraNet
 from ..presets import Preset
 from .base import Engine, EngineError, Log, check_batch
 from .export import cached_export
+from .openvino_runtime import openvino, shared_core
 from .quantize import cached_int8, check_calibration
 
 RUNTIME_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
-def _openvino():
-    try:
-        import openvino
-    except ImportError as exc:
-        raise EngineError(f"the 'openvino' package is not installed ({exc}); "
-                          "pip install openvino") from None
-    return openvino
-
-
 def cpu_supports_bf16() -> bool:
     """Whether OpenVINO can run bf16 natively on this CPU (AVX512-BF16 or AMX)."""
     try:
-        core = _openvino().Core()
-        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # noqa: BLE001  no OpenVINO, no bf16
         return False
 
@@ -69,8 +61,7 @@ class OpenVINOEngine(Engine):
         super().__init__(preset, model.num_classes, model.num_tasks)
         self.precision = precision
         self.device = "cpu"
-        ov = _openvino()
-        self._core = ov.Core()
+        self._core = shared_core()
         bf16 = cpu_supports_bf16()
         self.check_precision(("fp32", "bf16", "int8") if bf16 else ("fp32", "int8"))
         if precision == "int8":
@@ -115,7 +106,7 @@ class OpenVINOEngine(Engine):
         conversion and normalisation become the graph's first operations, which OpenVINO
         fuses, instead of 3 ms of host work per 640x480 frame. The result differs from the
         host's float64-rounded normalisation by at most one float32 ulp."""
-        ov = _openvino()
+        ov = openvino()
         model = self._core.read_model(str(path))
         ppp = ov.preprocess.PrePostProcessor(model)
         ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))

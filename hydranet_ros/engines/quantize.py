@@ -26,6 +26,7 @@ from ..model import HydraNet
 from ..presets import Preset
 from .base import EngineError, Log, normalize_nchw, resize_image
 from .export import cached_entry, cached_export, model_digest
+from .openvino_runtime import shared_core
 
 #: ``calibration`` value for held-out synthetic frames (the bundled weights' default).
 SYNTHETIC = "synthetic"
@@ -163,7 +164,7 @@ def quantize_ir(fp32_ir: Path, out: Path, frames: list[np.ndarray], preset: Pres
     logging.getLogger("nncf").setLevel(logging.WARNING)  # its per-layer notes are not news
     def network_input(rgb: np.ndarray) -> np.ndarray:
         return normalize_nchw(rgb if rgb.ndim == 4 else rgb[None], preset)
-    core = ov.Core()
+    core = shared_core()
     quantized = nncf.quantize(core.read_model(str(fp32_ir)), nncf.Dataset(frames, network_input),
                               subset_size=len(frames), preset=nncf.QuantizationPreset.PERFORMANCE)
     correct_output_biases(core, core.read_model(str(fp32_ir)), quantized,
