@@ -42,7 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "on CUDA, else openvino, else onnxruntime, else torch); reference is the "
               "release's exact eager fp32 model", read_only=True, choices=BACKENDS),
     ParamSpec("precision", "auto", "auto: the backend's fastest accuracy-guarded precision "
-              "(on a GPU: fp16, bf16 and fp32 timed on the first frame, the fastest kept)",
+              "(timed on the first frame, the fastest kept: fp16, bf16 and fp32 on a GPU; bf16 "
+              "and fp32 for OpenVINO on a CPU that has bf16)",
               read_only=True, choices=("auto",) + PRECISIONS),
     ParamSpec("calibration_images", "", "precision int8 (openvino): a folder of the camera's "
               "images to calibrate on, or 'synthetic' for held-out synthetic frames; empty: "
