@@ -41,16 +41,17 @@ def start(name: str) -> None:
     try:
         module = importlib.import_module(NODES.get(name) or COMMANDS[name])
     except KeyboardInterrupt:
-        _interrupted(name)
+        sys.exit(_interrupted(name))
     module.entry_point()
 
 
-def _interrupted(name: str) -> None:
-    """What a console script does when stopped while loading: one line (command) or none."""
+def _interrupted(name: str) -> int:
+    """A console script stopped while loading: its line (a command's; a node has none) is
+    printed, and its exit status returned."""
     if name in NODES:
-        sys.exit(0)
+        return 0
     print(f"{name}: interrupted", file=sys.stderr)
-    sys.exit(EXIT_INTERRUPTED)
+    return EXIT_INTERRUPTED
 
 
 def guard_run_as_module() -> None:
@@ -72,11 +73,9 @@ def guard_run_as_module() -> None:
         if name is None or not issubclass(kind, KeyboardInterrupt):
             previous(kind, value, traceback)
             return
-        try:
-            _interrupted(name)
-        except SystemExit as done:  # raising from a hook is an error of its own: leave now
-            sys.stderr.flush()
-            os._exit(done.code)
+        code = _interrupted(name)
+        sys.stderr.flush()
+        os._exit(code)  # a hook cannot set the exit status, and raising in it is an error
 
     sys.excepthook = hook
 

@@ -31,7 +31,8 @@ def measured_precisions(backend: str, device: torch.device) -> tuple[str, ...]:
     """The precisions ``auto`` times on the first frame to keep the fastest (``fastest.py``):
     PyTorch's on a GPU, where which one wins depends on the GPU and the frame size, and
     OpenVINO's on a CPU that has bf16, where it is not always the faster (a 2-core Xeon VM
-    with AVX512-BF16 but no AMX: 109 ms against 83 ms for fp32 at 640x480); none elsewhere
+    with AVX512-BF16 but no AMX, ``hydranet-bench`` at 640x480: 126.1 ms against 86.9 ms
+    for fp32); none elsewhere
     (``default_precision`` decides)."""
     if backend == "torch" and device.type == "cuda":
         return ("fp16", "bf16", "fp32") if torch.cuda.is_bf16_supported() else ("fp16", "fp32")
