@@ -46,7 +46,9 @@ step() {
     return 0
   fi
   local begun=$SECONDS
-  timeout "$limit" "$@"
+  # SIGINT, not timeout's SIGTERM: pytest stopped by SIGINT still prints what passed, failed
+  # and was skipped so far (stopped by SIGTERM it prints nothing), the commands say where
+  timeout -s INT -k 15 "$limit" "$@"
   local rc=$?
   echo "gpu_check: $name rc=$rc in $(( SECONDS - begun )) s (limit $limit s)" | tee -a "$OUT/steps.txt"
 }
@@ -67,9 +69,11 @@ step bench 200 "${BENCH[@]}" --sizes $SIZES --runs $RUNS --cameras $CAMS \
     --publish-threads ${PUBLISH_THREADS:-1} --out /tmp/gpu_check_bench \
     2>/tmp/gpu_check_bench.err | tee "$OUT/bench.txt"
 cp /tmp/gpu_check_bench/bench.json "$OUT/" 2>/dev/null
+# the files with CUDA-only tests first (frame graphs, engines, the measured precision), then
+# those running the device-output and in-place publishing code beside ROS 2's wheels there
 step tests 170 $PY -m pytest -q -p no:cacheprovider -rfs --tb=line test/test_frame_graph.py \
-    test/test_engines.py test/test_max_pool.py test/test_device_outputs.py test/test_pipeline.py \
-    test/test_serialized.py test/test_fastest.py \
+    test/test_engines.py test/test_fastest.py test/test_max_pool.py test/test_device_outputs.py \
+    test/test_pipeline.py test/test_serialized.py \
     2>&1 | tail -40 | tee "$OUT/tests.txt"
 # which max-pool method is fastest per shape, and what each buys the engine
 [ "$DEVICE" = cpu ] || step maxpool 100 $PY benchmarks/cuda_maxpool.py --runs 30 2>&1 \

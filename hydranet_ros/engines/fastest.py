@@ -18,8 +18,10 @@ measured too (bf16 against fp32), in fewer rounds, its frames taking far longer.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -128,7 +130,10 @@ class FastestEngine(Engine):
                     call(engine)
             except Exception as exc:  # noqa: BLE001  one precision failing must not stop the rest
                 first_error = first_error or exc
-                release_cached_memory(engine.device)  # after running out of memory, say
+                # the failed call's frames would keep its tensors (and the engine) alive as long
+                # as the error is kept; the traceback keeps its lines
+                traceback.clear_frames(exc.__traceback__)
+                release_cached_memory(engine.device)  # what the failed call held, after OOM say
                 self._warn(f"{engine.describe()} not used: it failed on the first frame: "
                            f"{type(exc).__name__}: {exc}".splitlines()[0])
                 continue
@@ -157,7 +162,12 @@ def _name(engine: Engine) -> str:
 
 
 def release_cached_memory(device: str) -> None:
-    """Give the memory the released candidates' graphs and buffers held back to the GPU."""
+    """Free what released candidates held, at once: an engine and its frame plans refer to
+    each other (a plan's body is a closure over its engine), so dropping the last outside
+    reference leaves a cycle that only the garbage collector frees, and until then a CUDA
+    engine's weights, static buffers and graph pools stay allocated. Then give the memory the
+    GPU's caching allocator kept back to the GPU."""
+    gc.collect()
     if device.startswith("cuda"):
         import torch
         torch.cuda.empty_cache()
