@@ -76,7 +76,7 @@ def health(snap: Snapshot) -> tuple[int, str]:
         problems.append(f"rejected {snap.rejected} bad frame(s)")
     if snap.without_camera_info:
         problems.append(f"{snap.without_camera_info} frame(s) without the point cloud: "
-                        f"camera_info does not describe the image")
+                        f"camera_info missing or does not describe the image")
     if problems:
         return WARN, "; ".join(problems)
     if snap.idle and not snap.processed:
@@ -122,7 +122,7 @@ class FrameStats:
 
     def without_camera_info(self) -> None:
         """A frame published without the point cloud (and depth/camera_info) a subscriber
-        wants, because the camera_info cannot describe its image."""
+        wants, because no camera_info has come or it cannot describe the image."""
         self._count("without_camera_info")
 
     def processed(self, inference_s: float, receipt_latency_s: float, stamp_latency_s: float) -> None:

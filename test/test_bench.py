@@ -194,3 +194,32 @@ def test_bench_checks_the_node_size_before_timing_the_engines(tmp_path):
     with pytest.raises(HydraNetError, match="--node-size must be HEIGHTxWIDTH, e.g. 480x640"):
         bench.main(["--node-size", "640", "--out", str(tmp_path / "b")])
     assert not (tmp_path / "b").exists()
+
+
+def test_the_node_run_gives_the_node_camera_info_before_the_first_image(tmp_path, monkeypatch):
+    """A frame taken before any camera_info goes out without the point cloud, which the node
+    run then waited 30 s for (once seen in CI with two sending threads: the image and its
+    camera_info reached the node together and the image was taken first). The driver now
+    sends camera_info until the node has it; here the first one is lost, as a best-effort
+    input may lose it."""
+    import_or_skip("rclpy", "the node run needs rclpy (pip install -e .[ros])")
+    from conftest import make_model
+    from hydranet_ros.checkpoint import save_checkpoint
+    from hydranet_ros.ros.node import HydraNetNode
+    from hydranet_ros.ros.node_benchmark import node_end_to_end
+
+    weights = tmp_path / "w.ckpt"
+    save_checkpoint(make_model(6, 3, seed=5), weights)
+    lost = []
+    keep = HydraNetNode._on_camera_info
+
+    def lose_the_first(node, camera, msg):
+        if not lost:
+            lost.append(msg)
+            return
+        keep(node, camera, msg)
+
+    monkeypatch.setattr(HydraNetNode, "_on_camera_info", lose_the_first)
+    result = node_end_to_end(weights, "torch", "fp32", (48, 64), frames=2, warmup=0)
+    assert len(lost) == 1 and result["frames"] == 2, result
+    assert "points" in result["consumer_send_to_reception_p50_ms_by_topic"], result

@@ -211,9 +211,33 @@ def test_a_60_hz_camera_into_a_slow_engine(ros, checkpoint, tmp_path):
 def test_camera_info_late_and_resolution_changes(ros, checkpoint, tmp_path):
     proc, probe = start_node(tmp_path, checkpoint, "/faults")
     try:
-        # no camera_info yet: everything but the point cloud
+        # no camera_info yet: everything but the point cloud, and no warning while the
+        # camera_info may still be on its way
+        from hydranet_ros.ros.node import CAMERA_INFO_GRACE_S
+        assert probe.spin_until(lambda: all(sub.get_publisher_count() > 0
+                                            for sub in probe.node.subscriptions))
+        probe.spin_until(lambda: False, timeout=0.5)  # and the node's side of the matches
+        start = time.monotonic()
         found = send_and_wait(probe, picture(64, 48), ("segmentation/labels", "depth/image"))
+        took = time.monotonic() - start
+        print("TOOK2", took, probe._next_stamp)
         assert found and not probe.received["points"], proc.log()
+        values = diagnostics_values(probe, "/faults")  # no frame was sent since
+        if took < CAMERA_INFO_GRACE_S:  # every frame so far was within it
+            print("TOOK", took, probe._next_stamp)
+            assert values["frames without point cloud, camera_info unusable"] == "0", values
+        waiting = "published without the point cloud and depth/camera_info: camera_info: " \
+                  "none has come on '/faults/camera_info'"
+        # none for longer (a misnamed topic): a warning names the topic, diagnostics count
+        for _ in range(10):
+            assert send_and_wait(probe, picture(64, 48), ("segmentation/labels",)), proc.log()
+            if proc.wait_for_log(waiting, timeout=0.5):
+                break
+        else:
+            pytest.fail(proc.log()[-2000:])
+        values = diagnostics_values(probe, "/faults")
+        assert int(values["frames without point cloud, camera_info unusable"]) >= 1, values
+        assert not probe.received["points"], proc.log()
         # late camera_info: the point cloud appears
         assert send_and_wait(probe, picture(64, 48), ("points",), info=camera_info(64, 48))
         # the camera switches resolution: outputs and intrinsics follow

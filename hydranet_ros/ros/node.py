@@ -50,6 +50,9 @@ NODE_NAME = "hydranet"
 #: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
 LABEL_INFO_TOPIC = "segmentation/label_info"
 WARN_PERIOD_S = 5.0
+#: How long after a camera's first image its camera_info may still be on its way: a driver
+#: sends both together, and the first image can be taken before the first camera_info.
+CAMERA_INFO_GRACE_S = 2.0
 STOP_TIMEOUT_S = 1.5
 
 
@@ -64,6 +67,9 @@ class Camera:
     """One input camera: where its topics live, its latest camera_info, its publishers."""
     name: str  # "" for the single-camera layout
     info: CameraInfo | None = None
+    info_topic: str = ""  # resolved, for warnings
+    #: time.monotonic() of the first image decoded before any camera_info had come
+    no_info_since: float | None = None
     publishers: dict[str, object] = field(default_factory=dict)
     label_info: object | None = None  # its LabelInfo publisher, when vision_msgs is there
 
@@ -181,7 +187,7 @@ class HydraNetNode(Node):
             self.create_subscription(CompressedImage if compressed else Image, topic,
                                      partial(self._on_image, camera.name), in_qos,
                                      event_callbacks=subscription_events(logger, topic, in_rel))
-            info_topic = self.resolve_topic_name(camera.topic("camera_info"))
+            info_topic = camera.info_topic = self.resolve_topic_name(camera.topic("camera_info"))
             self.create_subscription(CameraInfo, camera.topic("camera_info"),
                                      partial(self._on_camera_info, camera), in_qos,
                                      event_callbacks=subscription_events(logger, info_topic, in_rel))
@@ -341,11 +347,13 @@ class HydraNetNode(Node):
         camera_info or when it cannot describe the image (uncalibrated, another size): then
         the frame goes out without the point cloud and depth/camera_info, as the labels,
         depth and normals need neither, and a throttled warning says why where someone
-        listens to what is missing."""
+        listens to what is missing (no camera_info: once none has come within
+        ``CAMERA_INFO_GRACE_S`` of the first image, e.g. a camera_info topic misnamed)."""
         info = camera.info
-        if info is None:
-            return None, None
         try:
+            if info is None:
+                _check_camera_info_wait(camera)
+                return None, None
             return camera_intrinsics(info, width, height), info
         except ImageError as exc:
             if "points" in wanted or DEPTH_INFO_TOPIC in self._listened(camera):
@@ -435,6 +443,18 @@ class HydraNetNode(Node):
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self._sender is not None:
             self._sender.close()
+
+
+def _check_camera_info_wait(camera: Camera) -> None:
+    """Nothing while a camera's first camera_info may still be on its way
+    (``CAMERA_INFO_GRACE_S``); after that an ImageError naming the topic it is awaited on."""
+    now = time.monotonic()
+    if camera.no_info_since is None:
+        camera.no_info_since = now
+    waited = now - camera.no_info_since
+    if waited >= CAMERA_INFO_GRACE_S:
+        raise ImageError("camera_info", f"none has come on '{camera.info_topic}' in the "
+                         f"{waited:.0f} s since the first image")
 
 
 def _from(camera: Camera) -> str:

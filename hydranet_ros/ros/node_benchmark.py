@@ -126,7 +126,16 @@ class Driver:
 
     def matched(self) -> bool:
         return all(s.get_publisher_count() > 0 for s in self.subs) and \
-            self.image_pub.get_subscription_count() > 0
+            self.image_pub.get_subscription_count() > 0 and \
+            self.info_pub.get_subscription_count() > 0
+
+    def camera_info(self) -> dict:
+        """camera_info alone, so that the node has it before the first image (which could
+        otherwise be taken first and go out without the point cloud)."""
+        self.info.header.stamp = self.node.get_clock().now().to_msg()
+        self.info_pub.publish(self.info)
+        self.spin_until(lambda: False, 0.01)
+        return {"sent": "camera_info"}
 
     def spin_until(self, condition, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -157,8 +166,8 @@ class Driver:
 
 
 def driver_main(argv: list[str] | None = None) -> int:
-    """The child: 'ready' once matched, then one JSON line per 'frame' line on stdin, each
-    after ``REPLY``."""
+    """The child: 'ready' once matched, then one JSON line per 'frame' or 'camera_info' line
+    on stdin, each after ``REPLY``."""
     parser = argparse.ArgumentParser(description="hydranet node benchmark driver (internal)")
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--topics", required=True, help="comma-separated relative topics")
@@ -171,10 +180,11 @@ def driver_main(argv: list[str] | None = None) -> int:
                                              "other"}), flush=True)
         return 1
     print(REPLY + "ready", flush=True)
+    commands = {"frame": driver.frame, "camera_info": driver.camera_info}
     for line in sys.stdin:
-        if line.strip() != "frame":
+        if line.strip() not in commands:
             break
-        print(REPLY + json.dumps(driver.frame()), flush=True)
+        print(REPLY + json.dumps(commands[line.strip()]()), flush=True)
     driver.node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -209,6 +219,24 @@ def _reply(driver: subprocess.Popen, timeout: float) -> str:
     return replies[0]
 
 
+def _command(driver: subprocess.Popen, command: str, timeout: float) -> dict:
+    driver.stdin.write(command + "\n")
+    driver.stdin.flush()
+    return json.loads(_reply(driver, timeout))
+
+
+def _give_camera_info(node: HydraNetNode, driver: subprocess.Popen) -> None:
+    """The driver's camera_info (again, a best-effort input may lose it) until the node has
+    it."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while any(camera.info is None for camera in node.cameras.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the node had no camera_info from the benchmark's driver "
+                               f"after {START_TIMEOUT_S:.0f} s")
+        _command(driver, "camera_info", START_TIMEOUT_S)
+        time.sleep(0.1)
+
+
 def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tuple[int, int],
                     frames: int = 20, warmup: int = 3, device: str = "cpu",
                     params: dict | None = None) -> dict:
@@ -225,6 +253,7 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
         reply = _reply(driver, START_TIMEOUT_S)
         if reply != "ready":
             raise RuntimeError(f"the benchmark's driver: {json.loads(reply).get('error', reply)}")
+        _give_camera_info(bench.node, driver)
         reception: list[float] = []
         callback: list[float] = []
         navigation: list[float] = []
@@ -232,9 +261,7 @@ def node_end_to_end(weights: Path, backend: str, precision: str, image_size: tup
         for i in range(warmup + frames):
             if i == warmup:
                 bench.node.stats.snapshot()  # start the measured window
-            driver.stdin.write("frame\n")
-            driver.stdin.flush()
-            result = json.loads(_reply(driver, FRAME_TIMEOUT_S + 5))
+            result = _command(driver, "frame", FRAME_TIMEOUT_S + 5)
             if "missing" in result:
                 raise RuntimeError(f"outputs missing after {FRAME_TIMEOUT_S:.0f} s: "
                                    f"{result['missing']}")
