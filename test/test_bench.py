@@ -207,6 +207,7 @@ def test_the_node_run_gives_the_node_camera_info_before_the_first_image(tmp_path
     from hydranet_ros.checkpoint import save_checkpoint
     from hydranet_ros.ros.node import HydraNetNode
     from hydranet_ros.ros.node_benchmark import node_end_to_end
+    from hydranet_ros.ros.transport import PROFILE_VARIABLES
 
     weights = tmp_path / "w.ckpt"
     save_checkpoint(make_model(6, 3, seed=5), weights)
@@ -220,6 +221,8 @@ def test_the_node_run_gives_the_node_camera_info_before_the_first_image(tmp_path
         keep(node, camera, msg)
 
     monkeypatch.setattr(HydraNetNode, "_on_camera_info", lose_the_first)
+    for name in PROFILE_VARIABLES:  # the run points this process's Fast DDS at the package's
+        monkeypatch.setenv(name, "")  # profile; later tests expect Fast DDS's defaults
     result = node_end_to_end(weights, "torch", "fp32", (48, 64), frames=2, warmup=0)
     assert len(lost) == 1 and result["frames"] == 2, result
     assert "points" in result["consumer_send_to_reception_p50_ms_by_topic"], result
