@@ -53,6 +53,8 @@ WARN_PERIOD_S = 5.0
 #: How long after a camera's first image its camera_info may still be on its way: a driver
 #: sends both together, and the first image can be taken before the first camera_info.
 CAMERA_INFO_GRACE_S = 2.0
+#: How long a camera's first image waits for a camera_info where none has come yet (once).
+FIRST_CAMERA_INFO_WAIT_S = 0.2
 STOP_TIMEOUT_S = 1.5
 
 
@@ -70,6 +72,7 @@ class Camera:
     info_topic: str = ""  # resolved, for warnings
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
+    info_came: threading.Event = field(default_factory=threading.Event)
     publishers: dict[str, object] = field(default_factory=dict)
     label_info: object | None = None  # its LabelInfo publisher, when vision_msgs is there
 
@@ -288,6 +291,7 @@ class HydraNetNode(Node):
 
     def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
         camera.info = msg
+        camera.info_came.set()
 
     # -- work -------------------------------------------------------------------------------
 
@@ -348,20 +352,28 @@ class HydraNetNode(Node):
         the frame goes out without the point cloud and depth/camera_info, as the labels,
         depth and normals need neither, and a throttled warning says why where someone
         listens to what is missing (no camera_info: once none has come within
-        ``CAMERA_INFO_GRACE_S`` of the first image, e.g. a camera_info topic misnamed)."""
+        ``CAMERA_INFO_GRACE_S`` of the first image, e.g. a camera_info topic misnamed). The
+        first image waits a moment for a camera_info sent with it but taken after it."""
         info = camera.info
+        if info is None and camera.no_info_since is None and self._wants_info(camera, wanted):
+            camera.info_came.wait(FIRST_CAMERA_INFO_WAIT_S)
+            info = camera.info
         try:
             if info is None:
                 _check_camera_info_wait(camera)
                 return None, None
             return camera_intrinsics(info, width, height), info
         except ImageError as exc:
-            if "points" in wanted or DEPTH_INFO_TOPIC in self._listened(camera):
+            if self._wants_info(camera, wanted):
                 self.stats.without_camera_info()
                 self._warnings.warn(exc.field, f"frame {_stamp_text(msg)}{_from(camera)} "
                                     f"published without the point cloud and depth/camera_info: "
                                     f"{exc}")
             return None, None
+
+    def _wants_info(self, camera: Camera, wanted: set[str]) -> bool:
+        """Whether someone listens to what needs camera_info (the cloud, depth/camera_info)."""
+        return "points" in wanted or DEPTH_INFO_TOPIC in self._listened(camera)
 
     def _listened(self, camera: Camera) -> set[str]:
         """The camera's output topics that someone subscribes to."""
