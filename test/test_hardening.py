@@ -60,6 +60,13 @@ def send_and_wait(probe, rgb, topics=("segmentation/labels",), info=None, timeou
                           timeout=timeout)
 
 
+def wait_matched(probe) -> None:
+    """Until the node's outputs reach the probe, so that its next image is wanted."""
+    assert probe.spin_until(lambda: all(sub.get_publisher_count() > 0
+                                        for sub in probe.node.subscriptions))
+    probe.spin_until(lambda: False, timeout=0.5)  # and the node's side of the matches
+
+
 def diagnostics_values(probe, namespace: str, timeout=5.0) -> dict:
     """The latest report of the node in ``namespace`` (/diagnostics is shared by all)."""
     name = f"{namespace}/hydranet: HydraNet"
@@ -214,9 +221,7 @@ def test_camera_info_late_and_resolution_changes(ros, checkpoint, tmp_path):
         # no camera_info yet: everything but the point cloud, and no warning while the
         # camera_info may still be on its way
         from hydranet_ros.ros.node import CAMERA_INFO_GRACE_S
-        assert probe.spin_until(lambda: all(sub.get_publisher_count() > 0
-                                            for sub in probe.node.subscriptions))
-        probe.spin_until(lambda: False, timeout=0.5)  # and the node's side of the matches
+        wait_matched(probe)
         start = time.monotonic()
         found = send_and_wait(probe, picture(64, 48), ("segmentation/labels", "depth/image"))
         took = time.monotonic() - start
@@ -263,9 +268,7 @@ def test_the_first_image_waits_a_moment_for_its_camera_info(ros, checkpoint, tmp
     assert FIRST_CAMERA_INFO_WAIT_S >= 0.1  # room for the 20 ms on a busy machine
     proc, probe = start_node(tmp_path, checkpoint, "/first")
     try:
-        assert probe.spin_until(lambda: all(sub.get_publisher_count() > 0
-                                            for sub in probe.node.subscriptions))
-        probe.spin_until(lambda: False, timeout=0.5)  # and the node's side of the matches
+        wait_matched(probe)
         stamp = probe.stamp()
         probe.image_pub.publish(image_msg(picture(64, 48), "rgb8", stamp))
         probe.spin_until(lambda: False, timeout=0.02)
