@@ -129,10 +129,12 @@ class Driver:
             self.image_pub.get_subscription_count() > 0 and \
             self.info_pub.get_subscription_count() > 0
 
-    def camera_info(self) -> dict:
-        """camera_info alone, so that the node has it before the first image (which could
-        otherwise be taken first and go out without the point cloud)."""
-        self.info.header.stamp = self.node.get_clock().now().to_msg()
+    def camera_info(self, stamp=None) -> dict:
+        """camera_info, stamped ``stamp`` or now; alone, so that the node has it before the
+        first image (which could otherwise be taken first and go out without the point
+        cloud)."""
+        self.info.header.stamp = stamp if stamp is not None else \
+            self.node.get_clock().now().to_msg()
         self.info_pub.publish(self.info)
         self.spin_until(lambda: False, 0.01)
         return {"sent": "camera_info"}
@@ -148,12 +150,10 @@ class Driver:
     def frame(self) -> dict:
         """camera_info, then the image (as drivers do), stamped now; when its outputs came,
         from the image's publication."""
-        now = self.node.get_clock().now()
-        self.image.header.stamp = self.info.header.stamp = now.to_msg()
+        self.image.header.stamp = self.node.get_clock().now().to_msg()
         self.stamp = (self.image.header.stamp.sec, self.image.header.stamp.nanosec)
         self.arrived = {}
-        self.info_pub.publish(self.info)
-        self.spin_until(lambda: False, 0.01)  # camera_info first
+        self.camera_info(self.image.header.stamp)  # camera_info first
         sent = time.time()
         self.image_pub.publish(self.image)
         if not self.spin_until(lambda: len(self.arrived) == len(self.topics), FRAME_TIMEOUT_S):
