@@ -3,6 +3,8 @@
     ros2 launch hydranet_ros hydranet.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info weights:=kitti use_rviz:=true
 
+On a recording played with ``ros2 bag play --clock``, add ``use_sim_time:=true``.
+
 The node and its outputs live in the namespace ``hydranet`` (``/hydranet/segmentation/labels``,
 ``/hydranet/points``, ...) unless ``namespace:=`` says otherwise. Arguments left empty keep
 the value from ``params_file`` (default: the installed config/hydranet.yaml). RViz starts only
@@ -26,9 +28,9 @@ PACKAGE = "hydranet_ros"
 OVERRIDES = {"weights": "weights", "preset": "preset", "device": "device",
              "backend": "backend", "precision": "precision",
              "calibration_images": "calibration_images",
-             "publish_pointcloud": "publish_points"}
+             "publish_pointcloud": "publish_points", "use_sim_time": "use_sim_time"}
 #: Those of them that are switches: given as text, passed on as booleans.
-SWITCHES = {"publish_pointcloud"}
+SWITCHES = {"publish_pointcloud", "use_sim_time"}
 #: Set to "off" for the node's process when large_data_transport:=false (see transport.py).
 DDS_PROFILE_SWITCH = "HYDRANET_DDS_PROFILE"
 
@@ -78,6 +80,8 @@ def _rviz(context):
         namespace=LaunchConfiguration("namespace"),
         arguments=["-d", os.path.join(share, "config", "hydranet.rviz"),
                    "-f", LaunchConfiguration("fixed_frame")],
+        parameters=[{"use_sim_time": switch(context, "use_sim_time")}]
+        if LaunchConfiguration("use_sim_time").perform(context) else [],
         remappings=[("image", LaunchConfiguration("image"))],
         output="screen",
     )]
@@ -118,6 +122,11 @@ def generate_launch_description():
                                           "(config/fastdds_large_data.xml), so that images and "
                                           "point clouds reach best-effort subscribers on this "
                                           "host; false keeps Fast DDS's defaults"),
+        DeclareLaunchArgument("use_sim_time", default_value="",
+                              description="true: the nodes take their time from /clock, as "
+                                          "on a bag played with 'ros2 bag play --clock' (the "
+                                          "outputs keep their images' stamps either way); "
+                                          "empty: from params_file"),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="start RViz with the package's view (where rviz2 "
                                           "is installed)"),

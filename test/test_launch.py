@@ -22,7 +22,8 @@ from hydranet_ros.ros.parameters import PARAM_BY_NAME, choice_error
 
 LAUNCH_FILE = REPO / "launch" / "hydranet.launch.py"
 REQUIRED_ARGUMENTS = {"image", "camera_info", "namespace", "weights", "preset", "device",
-                      "params_file", "publish_pointcloud", "use_rviz", "large_data_transport"}
+                      "params_file", "publish_pointcloud", "use_rviz", "large_data_transport",
+                      "use_sim_time"}
 LAUNCH_FILES = ["hydranet.launch.py", "demo.launch.py"]
 
 
@@ -140,6 +141,20 @@ def stop_launch(proc: subprocess.Popen, timeout: float) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def node_parameter(node, target: str, name: str):
+    """A parameter's value as the running node ``target`` has it."""
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+
+    client = node.create_client(GetParameters, f"{target}/get_parameters")
+    assert client.wait_for_service(timeout_sec=20), target
+    future = client.call_async(GetParameters.Request(names=[name]))
+    rclpy.spin_until_future_complete(node, future, timeout_sec=20)
+    (value,) = future.result().values
+    return {1: value.bool_value, 2: value.integer_value, 3: value.double_value,
+            4: value.string_value}.get(value.type)
+
+
 def assert_clean_stop(proc: subprocess.Popen, code: int, log: str, nodes: int) -> None:
     """Ctrl-C ended every node: exit status 0, each node 'finished cleanly', no traceback,
     no error, and nothing left running in the launch's process group."""
@@ -161,7 +176,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     proc = launch(colcon_install, tmp_path, "hydranet.launch.py", [
         f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
         "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=0",
-        "use_rviz:=true"])
+        "use_sim_time:=yes", "use_rviz:=true"])
     probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
                   info_topic="/cam/camera_info")
     try:
@@ -173,6 +188,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
         assert found, probe.report() + (tmp_path / "launch.log").read_text()
         assert probe.node.count_publishers("/launched/segmentation/labels") == 1
         assert probe.node.count_publishers("/launched/points") == 0  # publish_pointcloud:=0
+        assert node_parameter(probe.node, "/launched/hydranet", "use_sim_time") is True
     finally:
         probe.destroy()
         code = stop_launch(proc, 15)

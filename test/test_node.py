@@ -486,6 +486,67 @@ def probe_stamp(i: int):
     return Time(sec=5000 + i)
 
 
+def test_sim_time_runs_on_the_clock_topic(ros, checkpoint, tmp_path):
+    """use_sim_time (launch argument use_sim_time:=true, for a bag played with --clock): the
+    node's time is /clock's, so its reports are stamped in the recording's time and its
+    stamp-to-publish latency is a latency, not the decades between the recording's clock and
+    the wall clock; the outputs keep their images' stamps."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    from hydranet_ros.ros.diagnostics import LONG_RUN_KEY
+    proc = NodeProcess(tmp_path / "sim.log", {"weights": str(checkpoint), "device": "cpu",
+                                              "use_sim_time": True, "diagnostics_period": 0.5},
+                       namespace="/sim")
+    probe = Probe("sim_probe", namespace="/sim")
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    began, sim_start = time.monotonic(), 7000.0
+
+    def sim_now() -> Time:
+        sec, nanosec = divmod(int((sim_start + time.monotonic() - began) * 1e9), 10**9)
+        return Time(sec=sec, nanosec=nanosec)
+
+    def tick(seconds: float, until=lambda: False) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            clock_pub.publish(Clock(clock=sim_now()))
+            rclpy.spin_once(probe.node, timeout_sec=0.02)
+            if until():
+                return True
+        return until()
+
+    try:
+        assert proc.wait_for_log("subscribed to"), proc.log()
+        assert tick(30, lambda: probe.image_pub.get_subscription_count() > 0), proc.log()
+        probe.info = camera_info(WIDTH, HEIGHT)
+        stamps = []
+        for _ in range(40):  # a frame now and then until two have come back whole
+            stamp = sim_now()
+            probe.info.header.stamp = stamp
+            probe.info_pub.publish(probe.info)
+            probe.image_pub.publish(image_msg(picture(), "rgb8", stamp))
+            if tick(1.0, lambda s=stamp: len(probe.outputs_for(s, ["points"])) == 1):
+                stamps.append(stamp)
+            if len(stamps) == 2:
+                break
+        assert len(stamps) == 2, probe.report() + proc.log()[-2000:]
+        ours = lambda: [d for d in probe.diagnostics  # noqa: E731
+                        if d.status[0].name == "/sim/hydranet: HydraNet"
+                        and {kv.key: kv.value for kv in d.status[0].values}[LONG_RUN_KEY]
+                        != "nan"]
+        assert tick(10, lambda: bool(ours())), proc.log()[-2000:]
+        report = ours()[-1]
+        reported_s = report.header.stamp.sec + report.header.stamp.nanosec * 1e-9
+        now_s = sim_start + time.monotonic() - began
+        assert sim_start <= reported_s <= now_s, (reported_s, now_s)  # the clock's, not wall
+        values = {kv.key: kv.value for kv in report.status[0].values}
+        assert 0 < float(values[LONG_RUN_KEY]) < 10_000, values
+    finally:
+        probe.destroy()
+        code, _ = proc.stop()
+    assert code == 0, proc.log()
+
+
 def test_compressed_transport(ros, checkpoint, predictor, tmp_path):
     """image_transport: compressed, with the image remapped as the launch file remaps it
     (image:=...): the node takes <that topic>/compressed, as image_transport names it."""
