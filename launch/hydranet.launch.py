@@ -21,7 +21,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from hydranet_ros.ros.launch_arguments import switch
+from hydranet_ros.ros.launch_arguments import log_level, switch
 
 PACKAGE = "hydranet_ros"
 #: Launch arguments that, when given, override the parameter of the same meaning.
@@ -60,6 +60,7 @@ def _hydranet_node(context):
         parameters=[LaunchConfiguration("params_file"), overrides],
         remappings=[("image", LaunchConfiguration("image")),
                     ("camera_info", LaunchConfiguration("camera_info"))],
+        arguments=["--ros-args", "--log-level", log_level(context)],
         additional_env=env,
         output="screen",
         on_exit=[EmitEvent(event=Shutdown(reason="hydranet_node exited"))],
@@ -127,6 +128,9 @@ def generate_launch_description():
                                           "on a bag played with 'ros2 bag play --clock' (the "
                                           "outputs keep their images' stamps either way); "
                                           "empty: from params_file"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description="the node's log level: debug, info, warn, error or "
+                                          "fatal"),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="start RViz with the package's view (where rviz2 "
                                           "is installed)"),

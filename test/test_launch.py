@@ -23,7 +23,7 @@ from hydranet_ros.ros.parameters import PARAM_BY_NAME, choice_error
 LAUNCH_FILE = REPO / "launch" / "hydranet.launch.py"
 REQUIRED_ARGUMENTS = {"image", "camera_info", "namespace", "weights", "preset", "device",
                       "params_file", "publish_pointcloud", "use_rviz", "large_data_transport",
-                      "use_sim_time"}
+                      "use_sim_time", "log_level"}
 LAUNCH_FILES = ["hydranet.launch.py", "demo.launch.py"]
 
 
@@ -176,7 +176,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     proc = launch(colcon_install, tmp_path, "hydranet.launch.py", [
         f"weights:={make_checkpoint(6, 2)}", "device:=cpu", "namespace:=/launched",
         "image:=/cam/image_rect", "camera_info:=/cam/camera_info", "publish_pointcloud:=0",
-        "use_sim_time:=yes", "use_rviz:=true"])
+        "use_sim_time:=yes", "log_level:=WARN", "use_rviz:=true"])
     probe = Probe("launch_probe", namespace="/launched", image_topic="/cam/image_rect",
                   info_topic="/cam/camera_info")
     try:
@@ -195,6 +195,7 @@ def test_launch_file_for_real(ros, colcon_install, make_checkpoint, tmp_path):
     log = (tmp_path / "launch.log").read_text()
     if not _installed("rviz2"):
         assert "rviz2 is not installed: starting without it" in log
+    assert "HydraNet ready" not in log  # log_level:=WARN: the node's INFO lines are left out
     assert_clean_stop(proc, code, log, nodes=2 if _installed("rviz2") else 1)
 
 
@@ -224,6 +225,7 @@ def test_demo_launch_file_for_real(ros, colcon_install, tmp_path):
         node.destroy_node()
         code = stop_launch(proc, 20)
     log = (tmp_path / "launch.log").read_text()
+    assert "HydraNet ready" in log  # the node's INFO lines at the default level
     assert_clean_stop(proc, code, log, nodes=4 if _installed("rviz2") else 3)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from launch.substitutions import LaunchConfiguration
 
 SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+#: The severities ``--ros-args --log-level`` takes.
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def switch(context, name: str) -> bool:
@@ -29,3 +31,12 @@ def number(context, name: str) -> float:
         return float(text)
     except ValueError:
         raise ValueError(f"{name}:={text!r} is not a number") from None
+
+
+def log_level(context, name: str = "log_level") -> str:
+    """A log level as ``--ros-args --log-level`` takes it; anything else is refused here in
+    one line, where the node would end with rcl's error instead."""
+    text = LaunchConfiguration(name).perform(context).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"{name}:={text!r} is not a log level: use {', '.join(LOG_LEVELS)}")
+    return text
