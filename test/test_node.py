@@ -502,9 +502,18 @@ def test_sim_time_runs_on_the_clock_topic(ros, checkpoint, tmp_path):
     clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
     began, sim_start = time.monotonic(), 7000.0
 
+    def sim_seconds() -> float:
+        return sim_start + time.monotonic() - began
+
     def sim_now() -> Time:
-        sec, nanosec = divmod(int((sim_start + time.monotonic() - began) * 1e9), 10**9)
+        sec, nanosec = divmod(int(sim_seconds() * 1e9), 10**9)
         return Time(sec=sec, nanosec=nanosec)
+
+    def reports() -> list[tuple[object, dict]]:
+        """The node's reports that have a stamp-to-publish latency, with their values."""
+        ours = [(d, {kv.key: kv.value for kv in d.status[0].values}) for d in probe.diagnostics
+                if d.status[0].name == "/sim/hydranet: HydraNet"]
+        return [(d, values) for d, values in ours if values[LONG_RUN_KEY] != "nan"]
 
     def tick(seconds: float, until=lambda: False) -> bool:
         end = time.monotonic() + seconds
@@ -530,16 +539,11 @@ def test_sim_time_runs_on_the_clock_topic(ros, checkpoint, tmp_path):
             if len(stamps) == 2:
                 break
         assert len(stamps) == 2, probe.report() + proc.log()[-2000:]
-        ours = lambda: [d for d in probe.diagnostics  # noqa: E731
-                        if d.status[0].name == "/sim/hydranet: HydraNet"
-                        and {kv.key: kv.value for kv in d.status[0].values}[LONG_RUN_KEY]
-                        != "nan"]
-        assert tick(10, lambda: bool(ours())), proc.log()[-2000:]
-        report = ours()[-1]
+        assert tick(10, lambda: bool(reports())), proc.log()[-2000:]
+        report, values = reports()[-1]
         reported_s = report.header.stamp.sec + report.header.stamp.nanosec * 1e-9
-        now_s = sim_start + time.monotonic() - began
+        now_s = sim_seconds()
         assert sim_start <= reported_s <= now_s, (reported_s, now_s)  # the clock's, not wall
-        values = {kv.key: kv.value for kv in report.status[0].values}
         assert 0 < float(values[LONG_RUN_KEY]) < 10_000, values
     finally:
         probe.destroy()
