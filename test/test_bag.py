@@ -161,6 +161,43 @@ def test_uncalibrated_frames_lose_only_the_cloud(tmp_path, checkpoint, capsys):
     assert "4 frame(s) annotated (0 skipped, 3 without point cloud)" in err
 
 
+def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint):
+    """A bag whose camera_infos all come before the images (a driver that re-calibrates, a
+    bag merged from two recordings): each image takes the camera_info with its own stamp,
+    not the newest, for its depth/camera_info and its point cloud."""
+    pictures = frames(3)
+    source, result = tmp_path / "in", tmp_path / "out"
+    infos = [camera_info_msg(k) for k in range(len(pictures))]
+    for k, info in enumerate(infos):  # a focal length of its own per frame
+        info.k[0] = info.k[4] = info.p[0] = info.p[5] = 60.0 + 20.0 * k
+    with Writer(source, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        image = writer.add_connection("/cam/image_raw", Image.__msgtype__, typestore=TS)
+        info_conn = writer.add_connection("/cam/camera_info", CameraInfo.__msgtype__,
+                                          typestore=TS)
+        for k, info in enumerate(infos):
+            writer.write(info_conn, 1_000_000_000 + k, TS.serialize_cdr(info, info.__msgtype__))
+        for k, rgb in enumerate(pictures):
+            writer.write(image, 2_000_000_000 + k * 100_000_000, TS.serialize_cdr(Image(
+                header=header(k), height=HEIGHT, width=WIDTH, encoding="rgb8", is_bigendian=0,
+                step=WIDTH * 3, data=rgb.reshape(-1)), Image.__msgtype__))
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 0
+    found = read_bag(result)
+    assert len(found["/cam/points"]) == len(pictures)
+    u = np.arange(WIDTH)[None, :] - WIDTH / 2
+    for k, ((_, info_raw, _), (_, depth_raw, _), (_, cloud_raw, _)) in enumerate(zip(
+            found["/cam/depth/camera_info"], found["/cam/depth/image"], found["/cam/points"])):
+        info = TS.deserialize_cdr(info_raw, CameraInfo.__msgtype__)
+        assert list(info.k) == list(infos[k].k), k
+        depth = TS.deserialize_cdr(depth_raw, Image.__msgtype__).data.view(np.float32)
+        depth = depth.reshape(HEIGHT, WIDTH)
+        cloud = TS.deserialize_cdr(cloud_raw, "sensor_msgs/msg/PointCloud2")
+        x = cloud.data.view(np.float32).reshape(HEIGHT, WIDTH, 5)[:, :, 0]
+        valid = np.isfinite(depth)
+        assert valid.mean() > 0.5
+        assert np.allclose(x[valid], (u * depth / infos[k].p[0])[valid], rtol=1e-5), k
+
+
 def test_nothing_the_user_keeps_is_replaced(tmp_path, checkpoint):
     """--overwrite replaces an earlier output bag only: never the input bag's own folder,
     a folder inside it or a folder that is not a bag; and a bag that cannot be annotated

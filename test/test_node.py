@@ -300,6 +300,42 @@ def test_binned_camera_info_gives_the_rectified_intrinsics(probe, node):
     assert list(found["depth/camera_info"].k) == list(info.k)
 
 
+def test_each_image_takes_the_camera_info_stamped_as_it(probe, node):
+    """Two calibrations on camera_info, the older one's stamp on the image: the image takes
+    the camera_info with its own stamp (as image_geometry's consumers pair them), not the
+    newest, for its point cloud and depth/camera_info; an image that no camera_info's stamp
+    matches takes the newest."""
+    topics = ["points", "depth/image", "depth/camera_info"]
+    saved, probe.info = probe.info, None  # this test sends its own camera_infos
+
+    def outputs(stamp_of_image: int) -> tuple[dict, list]:
+        """Send camera_infos of fx 100 and 300, then an image stamped as the first
+        (``stamp_of_image`` 0), the second (1) or neither (2); its outputs, or {}."""
+        stamps = [probe.stamp() for _ in range(3)]
+        infos = [camera_info(WIDTH, HEIGHT, fx=f, fy=f) for f in (100.0, 300.0)]
+        for info, stamp in zip(infos, stamps):
+            info.header.stamp = stamp
+            probe.info_pub.publish(info)
+        probe.spin_until(lambda: False, timeout=0.3)  # both camera_infos are in first
+        probe.image_pub.publish(image_msg(picture(), "rgb8", stamps[stamp_of_image]))
+        return probe.wait_outputs(stamps[stamp_of_image], topics, timeout=5.0), infos
+
+    try:
+        for which, fx in ((0, 100.0), (2, 300.0)):
+            found, infos = next(((f, i) for f, i in (outputs(which) for _ in range(6)) if f),
+                                ({}, []))
+            assert found, node.log()[-2000:]
+            assert found["depth/camera_info"].k[0] == fx
+            depth = decode_image(found["depth/image"])
+            x = cloud_array(found["points"])["x"]
+            valid = np.isfinite(depth)
+            u = np.arange(WIDTH)[None, :] - WIDTH / 2
+            assert valid.mean() > 0.5
+            assert np.allclose(x[valid], (u / fx * depth)[valid], rtol=1e-5)
+    finally:
+        probe.info = saved
+
+
 def test_rclpys_own_parameters_can_be_set(probe, node):
     """use_sim_time is declared by rclpy, not by the node: setting it at run time (ros2 param
     set, a launch file's parameter reload) must not take the node down."""

@@ -24,6 +24,7 @@ from ..errors import HydraNetError, one_line
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
 from ..paths import overlapping
 from ..predictor import Predictor, inference_size
+from .camera_infos import CameraInfos
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
                           compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
 
@@ -304,7 +305,7 @@ class BagAnnotator:
             last = reader.start_time + int(req.end_s * 1e9) if req.end_s is not None else None
             writer = self._open_writer(reader)
             self._writer = writer
-            info = None
+            infos = CameraInfos()
             seen = 0
             position = "the first message"
             writing_failed = False
@@ -314,12 +315,13 @@ class BagAnnotator:
                                f"time {timestamp / 1e9:.3f} s)"
                     self._copy(self.copies[conn.id], timestamp, raw)
                     if self.info_conn is not None and conn.id == self.info_conn.id:
-                        info = self._deserialize(raw, conn.msgtype, conn.topic, timestamp) or info
+                        if info := self._deserialize(raw, conn.msgtype, conn.topic, timestamp):
+                            infos.add(info)
                     elif conn.id == self.image_conn.id:
                         selected = seen % req.every == 0 and timestamp >= first and (
                             last is None or timestamp <= last)
                         seen += 1
-                        if selected and self._add_frame(timestamp, raw, info):
+                        if selected and self._add_frame(timestamp, raw, infos):
                             if len(self._pending) >= req.batch:
                                 on_frame(self._flush())
                 on_frame(self._flush())
@@ -381,7 +383,9 @@ class BagAnnotator:
                       f"{type(exc).__name__}: {exc}")
             return None
 
-    def _add_frame(self, timestamp: int, raw: bytes, info) -> bool:
+    def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos) -> bool:
+        """Decode an image and queue it with its camera_info (the one stamped as it that the
+        bag held before it, else the latest) and intrinsics; False if it is skipped."""
         conn = self.image_conn
         msg = self._deserialize(raw, conn.msgtype, conn.topic, timestamp)
         try:
@@ -393,6 +397,7 @@ class BagAnnotator:
             self.warn(f"skipping the frame on {conn.topic} at {timestamp / 1e9:.3f} s: {exc}")
             return False
         intrinsics = None
+        info = infos.for_image(msg.header)
         if info is not None and self.wanted & {"points", "depth"}:
             try:
                 intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0])

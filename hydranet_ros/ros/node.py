@@ -37,6 +37,7 @@ from ..postprocess import prepare as prepare_postprocess
 from ..predictor import Predictor, inference_size
 from ..stats import FrameStats
 from ..throttle import Throttle
+from .camera_infos import QUEUE_DEPTH, CameraInfos
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
                           frame_message_stream, image_to_rgb, label_info_message,
                           output_topic_types)
@@ -66,9 +67,9 @@ class Frame:
 
 @dataclass
 class Camera:
-    """One input camera: where its topics live, its latest camera_info, its publishers."""
+    """One input camera: where its topics live, its recent camera_infos, its publishers."""
     name: str  # "" for the single-camera layout
-    info: CameraInfo | None = None
+    infos: CameraInfos = field(default_factory=CameraInfos)
     info_topic: str = ""  # resolved, for warnings
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
@@ -192,7 +193,8 @@ class HydraNetNode(Node):
                                      event_callbacks=subscription_events(logger, topic, in_rel))
             info_topic = camera.info_topic = self.resolve_topic_name(camera.topic("camera_info"))
             self.create_subscription(CameraInfo, camera.topic("camera_info"),
-                                     partial(self._on_camera_info, camera), in_qos,
+                                     partial(self._on_camera_info, camera),
+                                     profile(in_rel, QUEUE_DEPTH),
                                      event_callbacks=subscription_events(logger, info_topic, in_rel))
             logger.info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
         self._sync_publishers()
@@ -290,7 +292,7 @@ class HydraNetNode(Node):
             self.stats.dropped()
 
     def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
-        camera.info = msg
+        camera.infos.add(msg)
         camera.info_came.set()
 
     # -- work -------------------------------------------------------------------------------
@@ -353,11 +355,12 @@ class HydraNetNode(Node):
         depth and normals need neither, and a throttled warning says why where someone
         listens to what is missing (no camera_info: once none has come within
         ``CAMERA_INFO_GRACE_S`` of the first image, e.g. a camera_info topic misnamed). The
-        first image waits a moment for a camera_info sent with it but taken after it."""
-        info = camera.info
+        first image waits a moment for a camera_info sent with it but taken after it. The
+        camera_info stamped as the image serves where it has come (``CameraInfos``)."""
+        info = camera.infos.for_image(msg.header)
         if info is None and camera.no_info_since is None and self._wants_info(camera, wanted):
             camera.info_came.wait(FIRST_CAMERA_INFO_WAIT_S)
-            info = camera.info
+            info = camera.infos.for_image(msg.header)
         try:
             if info is None:
                 _check_camera_info_wait(camera)
