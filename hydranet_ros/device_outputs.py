@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .geometry import POINT_DTYPE, Intrinsics
+from .geometry import FLOAT32_MAX, POINT_DTYPE, Intrinsics
 # each output in the packed buffer keeps room for its message around it (message_room.py)
 from .message_room import layout_offsets
 from .outputs import OutputSettings, class_ids, effective_max_depth
@@ -39,9 +39,10 @@ def overlay(rgb: torch.Tensor, colors: torch.Tensor, alpha: float) -> torch.Tens
 
 
 def metric_depth(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
-    """REP 118 depth: NaN where not positive, not finite or beyond ``max_depth``."""
-    valid = torch.isfinite(depth) & (depth > 0) & (depth <= max_depth)
-    return torch.where(valid, depth, torch.full_like(depth, float("nan")))
+    """REP 118 depth with REP 117's meanings, as ``outputs.metric_depth``: +Inf beyond
+    ``max_depth``, NaN where not positive or not a number."""
+    return depth.masked_fill(~(depth > 0), float("nan")).masked_fill_(depth > max_depth,
+                                                                       float("inf"))
 
 
 def depth_colors(depth: torch.Tensor, value_range: tuple[float, float],
@@ -75,12 +76,12 @@ def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:
 def point_cloud(depth: torch.Tensor, intr: Intrinsics, colors: torch.Tensor,
                 labels: torch.Tensor, stride: int = 1, max_depth: float = float("inf"),
                 excluded: torch.Tensor | None = None, organized: bool = True) -> torch.Tensor:
-    """(rows, cols, 5) float32 laid out as POINT_DTYPE (x, y, z, rgb, label + 2 zero bytes),
+    """(rows, cols, 5) float32 laid out as POINT_DTYPE (x, y, z, rgb, label),
     or (1, N, 5) of the valid points; the same bytes as ``geometry.point_cloud``.
     ``excluded``: class ids (int64, on the depth's device) whose points are dropped."""
     z = depth[::stride, ::stride]
     sub_labels = labels[::stride, ::stride]
-    valid = (z > 0) & (z <= max_depth)
+    valid = (z > 0) & (z <= min(max_depth, FLOAT32_MAX))  # NaN and +Inf compare false
     if excluded is not None and excluded.numel():
         valid &= ~torch.isin(sub_labels.long(), excluded)
     z = torch.where(valid, z, torch.full_like(z, float("nan")))

@@ -15,13 +15,18 @@ from . import message_room
 from .errors import HydraNetError
 
 #: One point of the published cloud: x, y, z (float32 metres), rgb (PCL's packed float) and
-#: the class id (uint16); 20 bytes, no padding between fields.
+#: the class id (uint32, as PCL's PointXYZRGBL and PointXYZL declare ``label``: pcl::fromROSMsg
+#: maps a field only where its type matches); 20 bytes, no padding between fields.
 POINT_DTYPE = np.dtype({
     "names": ["x", "y", "z", "rgb", "label"],
-    "formats": ["<f4", "<f4", "<f4", "<f4", "<u2"],
+    "formats": ["<f4", "<f4", "<f4", "<f4", "<u4"],
     "offsets": [0, 4, 8, 12, 16],
     "itemsize": 20,
 })
+
+
+#: The largest finite float32: a depth limit that keeps +Inf (beyond range) out of the cloud.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,10 @@ def point_cloud(depth: np.ndarray, intr: Intrinsics, colors: np.ndarray, labels:
     z = depth[::stride, ::stride]
     sub_labels = labels[::stride, ::stride]
     with np.errstate(invalid="ignore"):
-        valid = (z > 0) & (z <= max_depth)  # NaN compares false
+        valid = (z > 0) & (z <= min(max_depth, FLOAT32_MAX))  # NaN and +Inf compare false
     if excluded is not None and excluded.size:
         valid &= ~np.isin(sub_labels, excluded)
-    # One float32 buffer laid out as POINT_DTYPE (x, y, z, rgb, label + 2 zero bytes): each
+    # One float32 buffer laid out as POINT_DTYPE (x, y, z, rgb, label): each
     # field is written once, in place; with room for its message (``message_room``).
     buffer = message_room.empty(z.shape + (5,), np.float32)
     _project_into(buffer, invalid_as_nan(z, ~valid), intr, stride)

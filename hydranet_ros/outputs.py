@@ -89,10 +89,15 @@ def effective_max_depth(preset: Preset, settings: OutputSettings) -> float:
 
 
 def metric_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
-    """REP 118 depth: metres, NaN where not positive, not finite or beyond ``max_depth``."""
+    """REP 118 depth in metres with REP 117's meanings: +Inf beyond ``max_depth`` (farther
+    than the model's range: "nothing within range", which costmaps may clear with), NaN where
+    there is no estimate (not positive, not a number)."""
     with np.errstate(invalid="ignore"):
-        invalid = ~(np.isfinite(depth) & (depth > 0) & (depth <= max_depth))
-    return invalid_as_nan(depth, invalid)
+        invalid = ~(depth > 0)  # NaN compares false
+        far = depth > max_depth
+    out = invalid_as_nan(depth, invalid)
+    np.copyto(out, np.float32(np.inf), where=far)
+    return out
 
 
 def overlay(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:

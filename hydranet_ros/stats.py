@@ -19,6 +19,10 @@ MIN_PROCESSED_SHARE = 0.5
 #: WARN when frames wait this many times longer than inference before being published.
 LATENCY_GROWTH_FACTOR = 2.0
 LATENCY_GROWTH_MARGIN_S = 0.05
+#: WARN when a camera whose outputs have subscribers has sent no image for this long (a camera
+#: that stopped or never started, a misnamed topic, frames lost by the transport): the
+#: silence a consumer would otherwise see without a word. Long enough for a camera to start.
+NO_INPUT_S = 10.0
 #: Frames whose stamp-to-publish latency the long-run median covers.
 LONG_RUN_FRAMES = 10_000
 
@@ -47,6 +51,8 @@ class Snapshot:
     #: Frames published without the point cloud wanted of them: camera_info unusable.
     without_camera_info: int = 0
     total_without_camera_info: int = 0
+    #: Image topics silent for NO_INPUT_S while their outputs have subscribers (the node's).
+    silent_inputs: list[str] = field(default_factory=list)
 
     @property
     def input_hz(self) -> float:
@@ -77,6 +83,9 @@ def health(snap: Snapshot) -> tuple[int, str]:
     if snap.without_camera_info:
         problems.append(f"{snap.without_camera_info} frame(s) without the point cloud: "
                         f"camera_info missing or does not describe the image")
+    if snap.silent_inputs:
+        problems.append(f"no image for {NO_INPUT_S:.0f} s or more on "
+                        f"{', '.join(snap.silent_inputs)}, whose outputs have subscribers")
     if problems:
         return WARN, "; ".join(problems)
     if snap.idle and not snap.processed:

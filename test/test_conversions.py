@@ -12,7 +12,8 @@ import pytest
 from conftest import import_or_skip
 
 import_or_skip("sensor_msgs", "ROS 2 message packages are not installed (pip install -e .[ros])")
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2,  # noqa: E402
+                             PointField)
 
 from hydranet_ros.geometry import POINT_DTYPE, Intrinsics  # noqa: E402
 from hydranet_ros.outputs import (OUTPUT_BY_NAME, PUBLISH_ORDER,  # noqa: E402
@@ -127,6 +128,11 @@ def test_pointcloud_message_layout():
     cloud["label"] = 7
     msg = pointcloud_message(Image().header, cloud)
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (2, 3, 20, 60)
+    # label as PCL's PointXYZRGBL declares it (uint32): pcl::fromROSMsg matches type and name
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1), ("rgb", 12, PointField.FLOAT32, 1),
+        ("label", 16, PointField.UINT32, 1)]
     assert msg.is_dense
     assert bytes(msg.data) == cloud.tobytes()
     cloud["z"][0, 0] = np.nan
@@ -248,6 +254,14 @@ def test_camera_info_is_read_as_image_geometry_reads_it():
     assert (intr.fx, intr.fy, intr.cx, intr.cy) == (500.0, 520.0, 320.0, 240.0)
     info.p = [0.0] * 12  # a driver that fills K only
     assert astuple(camera_intrinsics(info, 640, 480))[:4] == (400.0, 410.0, 330.0, 250.0)
+    # depth/camera_info then carries the P it was read as ([K | 0]) and R the identity, since
+    # depth_image_proc and RViz take the focal lengths from P (zero: a division by zero)
+    depth_info = camera_info_for(info, Image().header)
+    assert list(depth_info.p) == [400.0, 0, 330.0, 0, 0, 410.0, 250.0, 0, 0, 0, 1, 0]
+    assert list(depth_info.r) == [1.0, 0, 0, 0, 1, 0, 0, 0, 1] and list(depth_info.k) == k
+    info.p, info.r = p, [0.0, 1, 0, 1, 0, 0, 0, 0, 1]  # a usable P and R go on unchanged
+    depth_info = camera_info_for(info, Image().header)
+    assert list(depth_info.p) == p and list(depth_info.r) == list(info.r)
     info.p = p
     info.binning_x, info.binning_y = 2, 4
     intr = camera_intrinsics(info, 320, 120)

@@ -63,6 +63,33 @@ def test_device_outputs_are_the_host_bytes(frames, settings):
             assert got.tobytes() == np.ascontiguousarray(array).tobytes(), name
 
 
+def test_depth_out_of_range_and_without_estimate_alike(frames):
+    """REP 117 on both paths, byte for byte: +Inf beyond max_depth or where the network gave
+    +Inf, NaN where it gave no estimate (NaN, zero); neither becomes a point of the cloud,
+    also with no depth limit at all (a preset without a range)."""
+    from dataclasses import replace
+    preset, items = frames
+    rgb, pred, intr = items[0]
+    depth = pred.depth.copy()
+    depth[0, :4] = [np.nan, 0.0, np.inf, 1e6]
+    depth[1, :2] = [3.0, 90.0]
+    pred = replace(pred, depth=depth)
+    for limits in (preset, replace(preset, depth_range=None)):
+        maker = DeviceOutputs(limits, CPU)
+        host = compute_outputs(rgb, pred, limits, OutputSettings(), ALL, intr)
+        device = download(maker.compute(torch.from_numpy(rgb), **prediction_tensors(pred, CPU),
+                                        settings=OutputSettings(), wanted=ALL, intrinsics=intr))
+        for name in ("depth", "points", "depth_color"):
+            assert device[name].tobytes() == host[name].tobytes(), name
+        published, z = host["depth"], host["points"]["z"]
+        assert np.isnan(published[0, :2]).all() and published[0, 2] == np.inf
+        assert published[1, 0] == 3.0 and z[1, 0] == 3.0
+        assert np.isnan(z[0, :3]).all()  # no point where there is no finite depth
+        far = [np.inf] * 2 if limits.depth_range else [1e6, 90.0]  # beyond 80 m, or kept
+        assert [published[0, 3], published[1, 1]] == far
+        assert np.isnan(z[0, 3]) == bool(limits.depth_range)
+
+
 def test_nothing_wanted_is_nothing_made(frames):
     preset, items = frames
     rgb, pred, intr = items[0]

@@ -91,7 +91,7 @@ def decode_image(msg: Image) -> np.ndarray:
 
 def cloud_array(msg) -> dict[str, np.ndarray]:
     """Fields of a PointCloud2 read by their declared offsets and types (no shared code)."""
-    types = {7: "<f4", 4: "<u2"}
+    types = {7: "<f4", 6: "<u4"}
     raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(-1, msg.point_step)
     return {f.name: raw[:, f.offset:f.offset + np.dtype(types[f.datatype]).itemsize]
             .copy().view(types[f.datatype])[:, 0].reshape(msg.height, msg.width)
@@ -142,7 +142,7 @@ def check_outputs(found: dict, stamp, predictor, expected_rgb: np.ndarray,
     cloud = found["points"]
     assert (cloud.height, cloud.width) == (HEIGHT, WIDTH) and cloud.point_step == 20
     assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
-        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 7), ("label", 16, 4)]
+        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 7), ("label", 16, 6)]
     points = cloud_array(cloud)
     assert np.array_equal(points["z"], depth, equal_nan=True)
     assert np.array_equal(points["label"], labels)
@@ -440,6 +440,29 @@ def test_diagnostics_report(probe):
     assert int(values["frames processed"]) >= 3
     assert int(values["frames rejected"]) >= 1
     assert int(values["rejected: encoding"]) >= 1
+
+
+def test_a_silent_camera_is_reported(probe, node):
+    """No image for NO_INPUT_S while the outputs have subscribers (the probe's): /diagnostics
+    turns WARN naming the image topic and a warning says there is a publisher that delivers
+    nothing; the next image ends it."""
+    from hydranet_ros.stats import NO_INPUT_S
+    probe.diagnostics.clear()
+    logged = len(node.log())
+
+    def silent() -> list:
+        return [d.status[0] for d in probe.diagnostics
+                if d.status[0].level == DiagnosticStatus.WARN and
+                f"no image for {NO_INPUT_S:.0f} s or more on /image," in d.status[0].message]
+    assert probe.spin_until(lambda: bool(silent()), timeout=NO_INPUT_S + 10), \
+        [d.status[0].message for d in probe.diagnostics]
+    assert probe.spin_until(lambda: "no image on '/image' for 1" in node.log()[logged:],
+                            timeout=10), node.log()[-2000:]
+    assert "1 publisher(s) there, nothing delivered" in node.log()[logged:]
+    assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+    probe.diagnostics.clear()
+    assert probe.spin_until(lambda: len(probe.diagnostics) >= 2, timeout=10)
+    assert not silent(), [d.status[0].message for d in probe.diagnostics]
 
 
 def test_label_info_or_one_line_saying_why_not(node):

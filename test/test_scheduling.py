@@ -17,7 +17,7 @@ from hydranet_ros.outputs import (OutputSettings, compute_outputs, metric_depth,
 from hydranet_ros.postprocess import Prediction
 from hydranet_ros.predictor import inference_size
 from hydranet_ros.presets import get_preset
-from hydranet_ros.stats import OK, WARN, FrameStats, health
+from hydranet_ros.stats import NO_INPUT_S, OK, WARN, FrameStats, health
 
 
 def test_newest_item_wins_and_drops_are_reported():
@@ -129,6 +129,15 @@ def test_frames_skipped_without_subscribers_are_not_drops():
     assert health(stats.snapshot())[0] == WARN  # a real drop, with nothing processed
 
 
+def test_a_silent_camera_warns():
+    """Image topics the node found silent while their outputs have subscribers: WARN."""
+    snap = FrameStats().snapshot()
+    assert health(snap) == (OK, "ok")
+    snap.silent_inputs = ["/front/image", "/left/image"]
+    assert health(snap) == (WARN, f"no image for {NO_INPUT_S:.0f} s or more on /front/image, "
+                                  f"/left/image, whose outputs have subscribers")
+
+
 def test_growing_latency_warns():
     stats = FrameStats()
     for _ in range(5):
@@ -166,7 +175,7 @@ def test_compute_only_what_is_wanted():
     rgb = np.full((6, 8, 3), 200, np.uint8)
     out = compute_outputs(rgb, prediction(), preset, OutputSettings(), {"labels", "depth"})
     assert set(out) == {"labels", "depth"}
-    assert np.isnan(out["depth"][prediction().depth > 80]).all()  # KITTI range: 80 m
+    assert np.isposinf(out["depth"][prediction().depth > 80]).all()  # KITTI range: 80 m
     intr = Intrinsics(10, 10, 4, 3, 8, 6)
     everything = {"labels", "segmentation_color", "overlay", "depth", "depth_color", "normals",
                   "normals_color", "points"}
@@ -222,9 +231,12 @@ def test_overlay_and_metric_depth():
     assert overlay(rgb, colors, 0.0).tolist() == rgb.tolist()
     assert overlay(rgb, colors, 1.0).tolist() == colors.tolist()
     assert overlay(rgb, colors, 0.25)[0, 0].tolist() == [125, 125, 125]
-    depth = np.array([-1.0, 0.0, 5.0, np.inf, 20.0], np.float32)
-    assert np.array_equal(metric_depth(depth, 10.0), [np.nan, np.nan, 5.0, np.nan, np.nan],
-                          equal_nan=True)
+    depth = np.array([-1.0, 0.0, 5.0, np.inf, 20.0, np.nan], np.float32)
+    # REP 117: +Inf beyond the range, NaN where there is no estimate
+    assert np.array_equal(metric_depth(depth, 10.0), [np.nan, np.nan, 5.0, np.inf, np.inf,
+                                                      np.nan], equal_nan=True)
+    assert np.array_equal(metric_depth(depth, np.inf), [np.nan, np.nan, 5.0, np.inf, 20.0,
+                                                        np.nan], equal_nan=True)
 
 
 def test_throttle_one_per_kind_and_period():

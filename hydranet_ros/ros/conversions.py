@@ -34,7 +34,7 @@ INPUT_ENCODINGS = {
 MAX_SIDE = 1 << 15
 HOST_BIG_ENDIAN = sys.byteorder == "big"
 #: sensor_msgs/PointField datatypes of the point cloud's fields.
-POINT_FIELD_TYPES = {np.dtype("<f4"): 7, np.dtype("<u2"): 4}  # FLOAT32, UINT16
+POINT_FIELD_TYPES = {np.dtype("<f4"): 7, np.dtype("<u4"): 6}  # FLOAT32, UINT32
 #: Published with depth/image: the camera info that goes with it.
 DEPTH_INFO_TOPIC = "depth/camera_info"
 #: Output encodings of arrays, by (dtype, channels).
@@ -153,14 +153,21 @@ def camera_intrinsics(info, width: int, height: int) -> Intrinsics:
 def _focal_and_centre(info) -> tuple[float, float, float, float, str]:
     """fx, fy, cx, cy from P where it has usable focal lengths, else from K (which is then
     checked and named in any error)."""
-    p = np.asarray(info.p, dtype=np.float64).reshape(-1)
-    if p.size == 12 and np.all(np.isfinite(p[[0, 2, 5, 6]])) and p[0] > 0 and p[5] > 0:
+    if (p := _usable_p(info)) is not None:
         return p[0], p[5], p[2], p[6], "projection matrix P"
     k = np.asarray(info.k, dtype=np.float64).reshape(-1)
     if k.size != 9:
         raise ImageError("camera_info", f"camera matrix K has {k.size} entries, expected 9, "
                          f"and P has no usable focal lengths")
     return k[0], k[4], k[2], k[5], "camera matrix K"
+
+
+def _usable_p(info) -> np.ndarray | None:
+    """P as 12 floats where its focal lengths and centre are usable, else None."""
+    p = np.asarray(info.p, dtype=np.float64).reshape(-1)
+    if p.size == 12 and np.all(np.isfinite(p[[0, 2, 5, 6]])) and p[0] > 0 and p[5] > 0:
+        return p
+    return None
 
 
 def _reduction(bin_x: int, bin_y: int, roi) -> str:
@@ -299,11 +306,21 @@ def output_message(name: str, header, array: np.ndarray, kit: MessageKit | None 
 
 
 def camera_info_for(info, header, kit: MessageKit | None = None):
-    """``info`` restamped with the image's header, for consumers pairing it with depth."""
+    """``info`` restamped with the image's header, for consumers pairing it with depth.
+
+    Where a driver filled K alone (P, and often R, zero), P becomes [K | 0] and R the
+    identity, the rectified camera the node's own cloud assumed (``camera_intrinsics``):
+    depth_image_proc and RViz read the focal lengths from P, and would divide by zero."""
     kit = kit or rclpy_kit()
+    p, r = info.p, info.r
+    if _usable_p(info) is None:
+        k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+        p = np.hstack([k, np.zeros((3, 1))]).reshape(-1)
+        if not np.any(np.asarray(r, dtype=np.float64)):
+            r = np.eye(3).reshape(-1)
     return kit.CameraInfo(header=header, height=info.height, width=info.width,
-                          distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
-                          p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
+                          distortion_model=info.distortion_model, d=info.d, k=info.k, r=r,
+                          p=p, binning_x=info.binning_x, binning_y=info.binning_y,
                           roi=info.roi)
 
 

@@ -35,7 +35,7 @@ from ..latest import LatestSlots
 from ..outputs import (OUTPUTS, OutputSettings, class_ids)
 from ..postprocess import prepare as prepare_postprocess
 from ..predictor import Predictor, inference_size
-from ..stats import FrameStats
+from ..stats import NO_INPUT_S, FrameStats
 from ..throttle import Throttle
 from .camera_infos import QUEUE_DEPTH, CameraInfos
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compressed_to_rgb,
@@ -71,6 +71,9 @@ class Camera:
     name: str  # "" for the single-camera layout
     infos: CameraInfos = field(default_factory=CameraInfos)
     info_topic: str = ""  # resolved, for warnings
+    image_topic: str = ""  # resolved, for warnings
+    #: time.monotonic() of its last image (of its subscription's opening before any)
+    last_image: float = field(default_factory=time.monotonic)
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
     info_came: threading.Event = field(default_factory=threading.Event)
@@ -188,6 +191,7 @@ class HydraNetNode(Node):
             topic = self.resolve_topic_name(camera.topic("image"))
             if compressed:
                 topic = self.resolve_topic_name(f"{topic}/compressed")
+            camera.image_topic, camera.last_image = topic, time.monotonic()
             self.create_subscription(CompressedImage if compressed else Image, topic,
                                      partial(self._on_image, camera.name), in_qos,
                                      event_callbacks=subscription_events(logger, topic, in_rel))
@@ -288,7 +292,8 @@ class HydraNetNode(Node):
 
     def _on_image(self, camera: str, msg) -> None:
         self.stats.received()
-        if self._slots.put(Frame(msg, time.monotonic()), camera):
+        now = self.cameras[camera].last_image = time.monotonic()
+        if self._slots.put(Frame(msg, now), camera):
             self.stats.dropped()
 
     def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
@@ -443,9 +448,29 @@ class HydraNetNode(Node):
                   "weights": str(self.param("weights")),
                   "model": f"{engine.num_classes} classes, {engine.num_tasks} tasks",
                   "cameras": ", ".join(name or "(single)" for name in self.cameras)}
+        snap = self.stats.snapshot()
+        snap.silent_inputs = self._silent_inputs()
         self._diagnostics.publish(diagnostic_array(
             self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: HydraNet",
-            engine.device, self.stats.snapshot(), static))
+            engine.device, snap, static))
+
+    def _silent_inputs(self) -> list[str]:
+        """Image topics that sent nothing for ``NO_INPUT_S`` while someone subscribes to
+        their camera's outputs, each with a throttled warning saying what may be wrong: the
+        "no output" a consumer would otherwise see without a word."""
+        now = time.monotonic()
+        silent = [camera for camera in self.cameras.values()
+                  if now - camera.last_image >= NO_INPUT_S and self._listened(camera)]
+        for camera in silent:
+            publishers = self.count_publishers(camera.image_topic)
+            why = (f"{publishers} publisher(s) there, nothing delivered: see the log for "
+                   f"'QoS incompatible', or give the camera the large-data transport (README, "
+                   f"Delivery)") if publishers else \
+                "no publisher there: is the camera running and the topic remapped (image:=...)?"
+            self._warnings.warn(f"no image {camera.name}", f"no image on '{camera.image_topic}' "
+                                f"for {now - camera.last_image:.0f} s while its outputs have "
+                                f"subscribers: {why}")
+        return [camera.image_topic for camera in silent]
 
     def stop(self) -> None:
         """Stop the worker (and the publishing thread); a frame in flight finishes but is

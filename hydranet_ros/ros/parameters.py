@@ -91,8 +91,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "itself publishes every label", low=0.0, high=1.0),
     ParamSpec("overlay_alpha", 0.5, "weight of the class colours in segmentation/overlay",
               low=0.0, high=1.0),
-    ParamSpec("max_depth", 0.0, "depth beyond this (m) is published as NaN; 0: the preset's "
-              "range", low=0.0, high=MAX_METRES),
+    ParamSpec("max_depth", 0.0, "depth beyond this (m) is published as +Inf (REP 117: "
+              "out of range; NaN: no estimate); 0: the preset's range", low=0.0, high=MAX_METRES),
     ParamSpec("pointcloud_stride", 1, "keep every n-th row and column in the point cloud",
               low=1, high=64),
     ParamSpec("pointcloud_max_depth", 0.0, "points beyond this (m) are invalid; 0: max_depth",
