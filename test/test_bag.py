@@ -161,10 +161,12 @@ def test_uncalibrated_frames_lose_only_the_cloud(tmp_path, checkpoint, capsys):
     assert "4 frame(s) annotated (0 skipped, 3 without point cloud)" in err
 
 
-def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint):
-    """A bag whose camera_infos all come before the images (a driver that re-calibrates, a
-    bag merged from two recordings): each image takes the camera_info with its own stamp,
-    not the newest, for its depth/camera_info and its point cloud."""
+@pytest.mark.parametrize("order", ["infos first", "each after its image"])
+def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint, order):
+    """Each image takes the camera_info with its own stamp, for its depth/camera_info and
+    its point cloud: not the newest where they all come first (a driver that re-calibrates,
+    a bag merged from two recordings), and not the previous frame's (nor none, for the
+    first) where each comes after its image, as image_transport's CameraPublisher sends."""
     pictures = frames(3)
     source, result = tmp_path / "in", tmp_path / "out"
     infos = [camera_info_msg(k) for k in range(len(pictures))]
@@ -174,10 +176,11 @@ def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint):
         image = writer.add_connection("/cam/image_raw", Image.__msgtype__, typestore=TS)
         info_conn = writer.add_connection("/cam/camera_info", CameraInfo.__msgtype__,
                                           typestore=TS)
-        for k, info in enumerate(infos):
-            writer.write(info_conn, 1_000_000_000 + k, TS.serialize_cdr(info, info.__msgtype__))
-        for k, rgb in enumerate(pictures):
-            writer.write(image, 2_000_000_000 + k * 100_000_000, TS.serialize_cdr(Image(
+        for k, (info, rgb) in enumerate(zip(infos, pictures)):
+            t = 2_000_000_000 + k * 100_000_000
+            info_time = 1_000_000_000 + k if order == "infos first" else t + 1000
+            writer.write(info_conn, info_time, TS.serialize_cdr(info, info.__msgtype__))
+            writer.write(image, t, TS.serialize_cdr(Image(
                 header=header(k), height=HEIGHT, width=WIDTH, encoding="rgb8", is_bigendian=0,
                 step=WIDTH * 3, data=rgb.reshape(-1)), Image.__msgtype__))
     assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",

@@ -212,6 +212,9 @@ class BagAnnotator:
         self.result = BagResult()
         self._pending: list[_Frame] = []
         self._held: list[tuple[int, object, bytes]] = []
+        #: A selected image (receive time, bytes) waiting for the camera_info a driver sends
+        #: after it (image_transport's CameraPublisher does), until the next image comes.
+        self._waiting: tuple[int, bytes] | None = None
         self._cloud_problem: str | None = None  # the last camera_info problem warned of
 
     # -- set-up -----------------------------------------------------------------------------
@@ -318,16 +321,18 @@ class BagAnnotator:
                         if info := self._deserialize(raw, conn.msgtype, conn.topic, timestamp):
                             infos.add(info)
                     elif conn.id == self.image_conn.id:
+                        self._queue_waiting(infos, on_frame)
                         selected = seen % req.every == 0 and timestamp >= first and (
                             last is None or timestamp <= last)
                         seen += 1
-                        if selected and self._add_frame(timestamp, raw, infos):
-                            if len(self._pending) >= req.batch:
-                                on_frame(self._flush())
+                        if selected:
+                            self._waiting = (timestamp, raw)
+                self._queue_waiting(infos, on_frame)
                 on_frame(self._flush())
             except KeyboardInterrupt:
                 self.result.interrupted = True
                 self._pending.clear()
+                self._waiting = None
                 self._write_held([])
             except WriteFailed:
                 writing_failed = True
@@ -336,6 +341,7 @@ class BagAnnotator:
                 raise
             except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
                 self._pending.clear()
+                self._waiting = None
                 self._write_held([])
                 raise HydraNetError(f"{req.input}: cannot read past {position}: "
                                     f"{type(exc).__name__}: {exc}") from None
@@ -348,7 +354,7 @@ class BagAnnotator:
 
     def _copy(self, conn, timestamp: int, raw: bytes) -> None:
         self.result.messages += 1
-        if self._pending:  # keep the output in time order: wait for the pending frames
+        if self._pending or self._waiting:  # keep the output in time order: wait for the frames
             self._held.append((timestamp, conn, raw))
         else:
             started = time.perf_counter()
@@ -383,9 +389,20 @@ class BagAnnotator:
                       f"{type(exc).__name__}: {exc}")
             return None
 
+    def _queue_waiting(self, infos: CameraInfos, on_frame: Callable[[int], None]) -> None:
+        """The image waiting for its camera_info joins the frames to annotate, now that the
+        next image (or the bag's end) is reached: a full batch is annotated, and what waited
+        is written where the image was skipped and no frame is pending."""
+        if self._waiting is None:
+            return
+        (timestamp, raw), self._waiting = self._waiting, None
+        self._add_frame(timestamp, raw, infos)
+        if len(self._pending) >= self.request.batch or not self._pending:
+            on_frame(self._flush())
+
     def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos) -> bool:
-        """Decode an image and queue it with its camera_info (the one stamped as it that the
-        bag held before it, else the latest) and intrinsics; False if it is skipped."""
+        """Decode an image and queue it with its camera_info (the one stamped as it, read before
+        the next image, else the latest) and intrinsics; False if it is skipped."""
         conn = self.image_conn
         msg = self._deserialize(raw, conn.msgtype, conn.topic, timestamp)
         try:
@@ -419,12 +436,11 @@ class BagAnnotator:
     def _flush(self) -> int:
         """Run the pending frames as one batch and write their outputs (and what waited)."""
         frames, self._pending = self._pending, []
-        if not frames:
-            return 0
         written: list[tuple[int, object, bytes]] = []
         try:
-            written = self._outputs_of(frames)
-            self.result.frames += len(frames)
+            if frames:
+                written = self._outputs_of(frames)
+                self.result.frames += len(frames)
         except Exception as exc:  # noqa: BLE001  as the node: skip the frames, go on
             self.result.skipped += len(frames)
             self.warn(f"annotating {len(frames)} frame(s) from {frames[0].timestamp / 1e9:.3f} s "

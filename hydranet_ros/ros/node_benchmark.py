@@ -229,7 +229,7 @@ def _give_camera_info(node: HydraNetNode, driver: subprocess.Popen) -> None:
     """The driver's camera_info (again, a best-effort input may lose it) until the node has
     it."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while any(camera.info is None for camera in node.cameras.values()):
+    while any(camera.infos.newest is None for camera in node.cameras.values()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the node had no camera_info from the benchmark's driver "
                                f"after {START_TIMEOUT_S:.0f} s")
