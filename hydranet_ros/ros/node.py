@@ -74,6 +74,7 @@ class Camera:
     image_topic: str = ""  # resolved, for warnings
     #: time.monotonic() of its last image (of its subscription's opening before any)
     last_image: float = field(default_factory=time.monotonic)
+    silence_logged: bool = False  # its silence (``NO_INPUT_S``) has been warned of
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
     info_came: threading.Event = field(default_factory=threading.Event)
@@ -292,7 +293,13 @@ class HydraNetNode(Node):
 
     def _on_image(self, camera: str, msg) -> None:
         self.stats.received()
-        now = self.cameras[camera].last_image = time.monotonic()
+        source = self.cameras[camera]
+        now, silent_since = time.monotonic(), source.last_image
+        source.last_image = now
+        if source.silence_logged:
+            source.silence_logged = False
+            self.get_logger().info(f"images on '{source.image_topic}' again, after "
+                                   f"{now - silent_since:.0f} s")
         if self._slots.put(Frame(msg, now), camera):
             self.stats.dropped()
 
@@ -456,20 +463,22 @@ class HydraNetNode(Node):
 
     def _silent_inputs(self) -> list[str]:
         """Image topics that sent nothing for ``NO_INPUT_S`` while someone subscribes to
-        their camera's outputs, each with a throttled warning saying what may be wrong: the
-        "no output" a consumer would otherwise see without a word."""
+        their camera's outputs. The first report of a silence logs a warning saying what may
+        be wrong (the "no output" a consumer would otherwise see without a word); /diagnostics
+        stays WARN while it lasts, and its end is logged."""
         now = time.monotonic()
         silent = [camera for camera in self.cameras.values()
                   if now - camera.last_image >= NO_INPUT_S and self._listened(camera)]
-        for camera in silent:
+        for camera in [c for c in silent if not c.silence_logged]:
+            camera.silence_logged = True
             publishers = self.count_publishers(camera.image_topic)
             why = (f"{publishers} publisher(s) there, nothing delivered: see the log for "
                    f"'QoS incompatible', or give the camera the large-data transport (README, "
                    f"Delivery)") if publishers else \
                 "no publisher there: is the camera running and the topic remapped (image:=...)?"
-            self._warnings.warn(f"no image {camera.name}", f"no image on '{camera.image_topic}' "
-                                f"for {now - camera.last_image:.0f} s while its outputs have "
-                                f"subscribers: {why}")
+            self.get_logger().warning(f"no image on '{camera.image_topic}' for "
+                                      f"{now - camera.last_image:.0f} s while its outputs have "
+                                      f"subscribers: {why}")
         return [camera.image_topic for camera in silent]
 
     def stop(self) -> None:
