@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -368,6 +369,69 @@ def test_signals_during_inference(ros, checkpoint, tmp_path, sig):
     assert code == 0 and seconds < STOP_BOUND_S, proc.log()
     assert "Traceback" not in proc.log()
     assert len(partial) in (0, len(topics)), sorted(partial)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_the_first_frames_export(ros, checkpoint, tmp_path, sig):
+    """Stopped while the first frame exports and compiles the OpenVINO model (seconds of
+    native work the worker cannot leave): exit status 0 (finalising the interpreter under it
+    aborted the process: status -6, "terminate called without an active exception"), no
+    traceback, and no rcl error about logging on the closed context."""
+    import_or_skip("openvino", "the OpenVINO export needs openvino")
+    proc, probe = start_node(tmp_path, checkpoint, f"/export{int(sig)}",
+                             env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+                             backend="openvino", precision="fp32")
+    try:
+        probe.image_pub.publish(image_msg(picture(640, 480), "rgb8", probe.stamp()))
+        assert proc.wait_for_log("(once; cached in"), proc.log()  # the export has begun
+        time.sleep(0.5)
+        code, seconds = proc.stop(sig)
+    finally:
+        probe.destroy()
+    assert code == 0 and seconds < STOP_BOUND_S, (code, proc.log())
+    for line in ("terminate called", "Traceback", "Failed to publish log message"):
+        assert line not in proc.log(), proc.log()
+
+
+def test_sigterm_while_the_weights_download(ros, tmp_path):
+    """SIGTERM while the node starts (here: downloading its weights) shuts rclpy's context
+    without raising anything, and what came next failed on it (a traceback from the first
+    subscription, or the download's error line). It is a stop like any other: exit 0,
+    quietly."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    connected, release = threading.Event(), threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            self.wfile.flush()
+            connected.set()
+            release.wait(30)  # then the connection closes, the body short
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "HYDRANET_WEIGHTS_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+    proc = NodeProcess(tmp_path / "download.log", {"weights": "kitti", **ENGINE},
+                       namespace="/download", env=env)
+    try:
+        assert connected.wait(60), proc.log()
+        proc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        release.set()
+        code, _ = proc.stop(signal.SIGTERM, timeout=30)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert code == 0, proc.log()
+    assert "Traceback" not in proc.log() and "ERROR" not in proc.log(), proc.log()
 
 
 # -- security -------------------------------------------------------------------------------

@@ -470,6 +470,21 @@ def test_a_silent_camera_is_reported(probe, node):
     assert re.search(r"images on '/image' again, after \d+ s", node.log()[logged:])
 
 
+def test_camera_names_are_ros_namespaces():
+    """Checked before the model loads, in one line: rcl refused such names only when the
+    topics were opened, with a traceback."""
+    from hydranet_ros.errors import HydraNetError
+    from hydranet_ros.ros.node import camera_names
+    assert camera_names([]) == [""]
+    assert camera_names(["front", "robot/left_2", "_rear/"]) == ["front", "robot/left_2", "_rear"]
+    for bad in ("front-left", "2cam", "front.left", "/front", "a//b", "", "front left"):
+        with pytest.raises(HydraNetError, match=f"parameter cameras: {re.escape(repr(bad))} is "
+                                                "not a relative namespace"):
+            camera_names(["ok", bad])
+    with pytest.raises(HydraNetError, match="front listed twice"):
+        camera_names(["front", "front/"])
+
+
 def test_label_info_or_one_line_saying_why_not(node):
     """Without vision_msgs (not on PyPI) the node says so once and publishes the rest;
     test_label_info.py checks the message itself with a vision_msgs built for the test."""

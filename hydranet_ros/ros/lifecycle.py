@@ -10,7 +10,11 @@ ignores further SIGINT and SIGTERM; the clean-up is bounded (the node waits at m
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -45,15 +49,19 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
     transport = configure_large_data(get_rmw_implementation_identifier()) if large_data else None
     try:
         node = create()
-    except (HydraNetError, ParameterException) as exc:
-        rclpy.logging.get_logger(name).error(str(exc))
-        ignore_further_signals()
-        rclpy.try_shutdown()
-        return 1
     except (KeyboardInterrupt, ExternalShutdownException):  # stopped while starting
         ignore_further_signals()
         rclpy.try_shutdown()
         return 0
+    except Exception as exc:  # noqa: BLE001
+        ignore_further_signals()
+        if not rclpy.ok():  # SIGTERM while starting: rclpy shut the context, raising nothing,
+            return 0  # and what came next failed on it (a subscription, a download's check)
+        if not isinstance(exc, (HydraNetError, ParameterException)):
+            raise
+        rclpy.logging.get_logger(name).error(str(exc))
+        rclpy.try_shutdown()
+        return 1
     if transport is not None:
         logger = node.get_logger()
         (logger.warning if transport.warning else logger.info)(transport.message)
@@ -76,3 +84,19 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def exit_now(code: int, threads: tuple[str, ...]) -> None:
+    """Exit with ``code``; without Python's finalisation where a thread named in ``threads``
+    is still alive after the node's bounded clean-up.
+
+    Such a thread is inside native work that cannot be interrupted (the first frame's
+    OpenVINO export and compilation take seconds), and finalising the interpreter under it
+    aborts the process (std::terminate: exit status -6 instead of 0). The node is destroyed
+    and the context shut down by then: only the C and Python streams are left to flush."""
+    if any(t.is_alive() and t.name in threads for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ctypes.CDLL(None).fflush(None)
+        os._exit(code)
+    sys.exit(code)

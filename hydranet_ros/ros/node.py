@@ -14,6 +14,7 @@ stamp order.
 from __future__ import annotations
 
 import queue
+import re
 import sys
 import threading
 import time
@@ -42,7 +43,7 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
                           frame_message_stream, image_to_rgb, label_info_message,
                           output_topic_types)
 from .diagnostics import diagnostic_array
-from .lifecycle import run_node
+from .lifecycle import exit_now, run_node
 from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
 from .serialized import SideBySide, message_in_place, publish_all, unavailable
@@ -57,6 +58,8 @@ CAMERA_INFO_GRACE_S = 2.0
 #: How long a camera's first image waits for a camera_info where none has come yet (once).
 FIRST_CAMERA_INFO_WAIT_S = 0.2
 STOP_TIMEOUT_S = 1.5
+#: The node's two threads, by name (see ``lifecycle.exit_now``).
+WORKER_THREAD, PUBLISHER_THREAD = "hydranet-worker", "hydranet-publisher"
 
 
 @dataclass
@@ -123,6 +126,19 @@ class HydraNetNode(Node):
         value = self.get_parameter_or(name)
         return PARAM_BY_NAME[name].default if value.type_ == Parameter.Type.NOT_SET else value.value
 
+    # The engine's log and warning functions, silent once the context is shut down: the
+    # engine logs from the worker, and a first frame (an OpenVINO export) can outlast a Ctrl-C,
+    # when rcl could no longer send the line to /rosout and would print an error saying so.
+    # Two call sites: rclpy's logger refuses two severities from one.
+
+    def _engine_info(self, message: str) -> None:
+        if self.context.ok():
+            self.get_logger().info(message)
+
+    def _engine_warning(self, message: str) -> None:
+        if self.context.ok():
+            self.get_logger().warning(message)
+
     def start(self) -> None:
         """Load the model, check the parameters, then open topics and start the worker."""
         names = camera_names(self.param("cameras"))
@@ -130,7 +146,7 @@ class HydraNetNode(Node):
         self.predictor = Predictor.from_weights(
             self.param("weights"), self.param("preset") or None, self.param("device"),
             self.param("backend"), self.param("precision"), progress=False,
-            log=logger.info, warn=logger.warning,
+            log=self._engine_info, warn=self._engine_warning,
             calibration=self.param("calibration_images") or None)
         self.settings = self._read_settings()
         class_ids(self.predictor.preset, self.settings.pointcloud_exclude_classes)
@@ -150,9 +166,9 @@ class HydraNetNode(Node):
         if self._wants_pipeline(engine):
             logger.info("pipelined: the network runs the next frame while this one is published")
             self._publisher = threading.Thread(target=self._publish_work,
-                                               name="hydranet-publisher", daemon=True)
+                                               name=PUBLISHER_THREAD, daemon=True)
             self._publisher.start()
-        self._worker = threading.Thread(target=self._work, name="hydranet-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name=WORKER_THREAD, daemon=True)
         self._worker.start()
 
     def _message_maker(self, engine):
@@ -353,7 +369,8 @@ class HydraNetNode(Node):
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         except ImageError as exc:
             self.stats.rejected(exc.field)
-            self._warnings.warn(exc.field, f"skipping frame {_stamp_text(msg)}"
+            self._warnings.warn(f"{camera.name}:{exc.field}",
+                                f"skipping frame {_stamp_text(msg)}"
                                 f"{_from(camera)}: {exc}")
             return None
         intrinsics, info = self._intrinsics(camera, msg, rgb.shape[1], rgb.shape[0], wanted)
@@ -381,7 +398,8 @@ class HydraNetNode(Node):
         except ImageError as exc:
             if self._wants_info(camera, wanted):
                 self.stats.without_camera_info()
-                self._warnings.warn(exc.field, f"frame {_stamp_text(msg)}{_from(camera)} "
+                self._warnings.warn(f"{camera.name}:{exc.field}",
+                                    f"frame {_stamp_text(msg)}{_from(camera)} "
                                     f"published without the point cloud and depth/camera_info: "
                                     f"{exc}")
             return None, None
@@ -511,12 +529,17 @@ def _from(camera: Camera) -> str:
     return f" from {camera.name}" if camera.name else ""
 
 
+#: A relative namespace as ROS 2 names allow it: tokens of letters, digits and underscores,
+#: none starting with a digit (rcl would refuse anything else once the model had loaded).
+NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def camera_names(values: list[str]) -> list[str]:
     """The ``cameras`` parameter checked: relative namespaces, each once; [] is one camera."""
     names = [v.strip("/") for v in values]
     if not names:
         return [""]
-    bad = [v for v, n in zip(values, names) if not n or v.startswith("/") or " " in n]
+    bad = [v for v, n in zip(values, names) if v.startswith("/") or not NAMESPACE.fullmatch(n)]
     if bad:
         raise HydraNetError(f"parameter cameras: {bad[0]!r} is not a relative namespace "
                             "(e.g. front or robot/left)")
@@ -549,7 +572,7 @@ def main(args: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    exit_now(main(), (WORKER_THREAD, PUBLISHER_THREAD))
 
 
 if __name__ == "__main__":
