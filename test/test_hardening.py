@@ -323,6 +323,18 @@ def test_an_engine_error_skips_one_frame(ros, checkpoint, tmp_path):
         assert proc.wait_for_log(f"({stamp.sec}.{stamp.nanosec:09d}) failed, skipped: "
                                  "RuntimeError: injected engine fault"), proc.log()
         assert send_and_wait(probe, picture(64, 48)), proc.log()
+        probe.diagnostics.clear()
+        for _ in range(3):  # the same error again at once: counted, not logged again
+            probe.image_pub.publish(image_msg(np.full((48, 64, 3), 7, np.uint8), "rgb8",
+                                              probe.stamp()))
+            probe.spin_until(lambda: False, timeout=0.3)
+
+        def failed() -> int:
+            values = [{kv.key: kv.value for kv in d.status[0].values} for d in probe.diagnostics]
+            return int(values[-1].get("rejected: processing error", 0)) if values else 0
+        assert probe.spin_until(lambda: failed() >= 3, timeout=10), proc.log()
+        # 4 frames failed within a few seconds: one line, two if a throttle period passed
+        assert proc.log().count("injected engine fault") <= 2 < failed(), proc.log()
     finally:
         finish(proc, probe)
 

@@ -353,7 +353,9 @@ def set_parameters(probe, values: dict) -> list:
     params = []
     for name, value in values.items():
         pv = ParameterValue()
-        if isinstance(value, bool):
+        if isinstance(value, ParameterValue):  # typed as the caller says
+            pv = value
+        elif isinstance(value, bool):
             pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
         elif isinstance(value, int):
             pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
@@ -414,6 +416,30 @@ def test_runtime_parameter_changes_take_effect(probe, node, predictor):
         "pointcloud_stride": 1, "pointcloud_exclude_classes": [], "pointcloud_organized": True,
         "publish_overlay": True}))
     assert probe.exchange(probe.image_pub, lambda s: image_msg(picture(), "rgb8", s), ALL_TOPICS)
+
+
+def test_values_typed_as_ros2_param_set_types_them(probe, node):
+    """``ros2 param set`` types ``50`` as an integer and ``"[]"`` as an empty bool array: the
+    node takes them as the declared double and string array (rclpy refused both, "Wrong
+    parameter type", and the excluded classes could not be emptied from the command line)."""
+    from rcl_interfaces.srv import GetParameters
+    empty = ParameterValue(type=ParameterType.PARAMETER_BOOL_ARRAY, bool_array_value=[])
+    assert set_parameters(probe, {"pointcloud_exclude_classes": ["wall"]})[0].successful
+    results = set_parameters(probe, {"max_depth": 50, "pointcloud_exclude_classes": empty})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    client = probe.node.create_client(GetParameters, "/hydranet/get_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(GetParameters.Request(names=["max_depth",
+                                                            "pointcloud_exclude_classes"]))
+    probe.spin_until(future.done, timeout=20)
+    probe.node.destroy_client(client)
+    depth, excluded = future.result().values
+    assert (depth.type, depth.double_value) == (ParameterType.PARAMETER_DOUBLE, 50.0)
+    assert (excluded.type, list(excluded.string_array_value)) == (
+        ParameterType.PARAMETER_STRING_ARRAY, [])
+    assert set_parameters(probe, {"max_depth": MAX_DEPTH})[0].successful
+    (refused,) = set_parameters(probe, {"overlay_alpha": 2})  # converted, then range-checked
+    assert not refused.successful and "out of range" in refused.reason
 
 
 def test_diagnostics_report(probe):

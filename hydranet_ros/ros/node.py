@@ -44,7 +44,7 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
                           output_topic_types)
 from .diagnostics import diagnostic_array
 from .lifecycle import exit_now, run_node
-from .parameters import PARAM_BY_NAME, choice_error, declare_parameters
+from .parameters import PARAM_BY_NAME, as_declared, choice_error, declare_parameters
 from .qos import latched, profile, publisher_events, subscription_events
 from .serialized import SideBySide, message_in_place, publish_all, unavailable
 
@@ -106,6 +106,7 @@ class HydraNetNode(Node):
         self.predictor: Predictor | None = None
         self.stats = FrameStats()
         self._warnings = Throttle(self.get_logger().warning, WARN_PERIOD_S)
+        self._errors = Throttle(self.get_logger().error, WARN_PERIOD_S)
         self.cameras: dict[str, Camera] = {}
         self._slots: LatestSlots[Frame] = LatestSlots()
         self._stopping = threading.Event()
@@ -161,6 +162,7 @@ class HydraNetNode(Node):
         self._make = self._message_maker(engine)
         if self._make is not None and self.param("publish_threads") > 1:
             self._sender = SideBySide(self.param("publish_threads"))
+        self.add_pre_set_parameters_callback(as_declared)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self._wants_pipeline(engine):
@@ -335,14 +337,17 @@ class HydraNetNode(Node):
                 self._failed([frame.msg for frame in frames.values()], exc)
 
     def _failed(self, msgs: list, exc: Exception) -> None:
-        """One error line for frames that could not be processed; nothing while stopping."""
+        """One error line for frames that could not be processed, the same error once per
+        ``WARN_PERIOD_S`` (an engine that fails on every frame would flood the log; the
+        frames are counted in /diagnostics all the same); nothing while stopping."""
         if self._stopping.is_set() or not self.context.ok():
             return  # shutting down: publishing on a closed context fails, quietly
         for _ in msgs:
             self.stats.rejected("processing error")
         stamps = ", ".join(_stamp_text(msg) for msg in msgs)
-        self.get_logger().error(f"processing {len(msgs)} frame(s) ({stamps}) "
-                                f"failed, skipped: {type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        self._errors.warn(error, f"processing {len(msgs)} frame(s) ({stamps}) failed, "
+                                 f"skipped: {error}")
 
     def _publish_work(self) -> None:
         """The pipeline's second stage: messages built and published in the order the

@@ -131,6 +131,29 @@ def choice_error(spec: ParamSpec, value: object) -> str | None:
     return f"{spec.name} must be one of {', '.join(repr(c) for c in spec.choices)}, got {value!r}"
 
 
+def as_declared(params: list[Parameter]) -> list[Parameter]:
+    """A pre-set-parameters callback: values given the declared type where ``ros2 param set``
+    guesses another, an integer for a floating-point parameter (``max_depth 50``) and an
+    empty list (``"[]"``, typed a bool array) for a string array; rclpy refused both with
+    "Wrong parameter type", and ``pointcloud_exclude_classes`` could not be emptied."""
+    def converted(param: Parameter) -> Parameter:
+        spec = PARAM_BY_NAME.get(param.name)
+        if spec is None:
+            return param
+        if isinstance(spec.default, float) and param.type_ == Parameter.Type.INTEGER:
+            return Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+        if isinstance(spec.default, list) and param.type_ in EMPTY_ARRAY_TYPES \
+                and len(param.value) == 0:
+            return Parameter(param.name, Parameter.Type.STRING_ARRAY, [])
+        return param
+    return [converted(param) for param in params]
+
+
+#: How an empty list may come typed: ros2param makes "[]" a bool array.
+EMPTY_ARRAY_TYPES = (Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY,
+                     Parameter.Type.DOUBLE_ARRAY, Parameter.Type.BYTE_ARRAY)
+
+
 def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
     """Declare ``specs`` on ``node`` (overrides from files and the command line apply) and
     refuse values outside their choices with a HydraNetError.
