@@ -400,9 +400,10 @@ class BagAnnotator:
         if len(self._pending) >= self.request.batch or not self._pending:
             on_frame(self._flush())
 
-    def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos) -> bool:
+    def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos) -> None:
         """Decode an image and queue it with its camera_info (the one stamped as it, read before
-        the next image, else the latest) and intrinsics; False if it is skipped."""
+        the next image, else the latest) and intrinsics; one that cannot be decoded is
+        skipped with a warning."""
         conn = self.image_conn
         msg = self._deserialize(raw, conn.msgtype, conn.topic, timestamp)
         try:
@@ -412,7 +413,7 @@ class BagAnnotator:
         except ImageError as exc:
             self.result.skipped += 1
             self.warn(f"skipping the frame on {conn.topic} at {timestamp / 1e9:.3f} s: {exc}")
-            return False
+            return
         intrinsics = None
         info = infos.for_image(msg.header)
         if info is not None and self.wanted & {"points", "depth"}:
@@ -422,7 +423,6 @@ class BagAnnotator:
                 self._without_cloud(timestamp, exc)
                 info = None
         self._pending.append(_Frame(timestamp, msg, rgb, info, intrinsics))
-        return True
 
     def _without_cloud(self, timestamp: int, exc: ImageError) -> None:
         """Counts a frame annotated without the point cloud and depth/camera_info; warns on

@@ -131,6 +131,11 @@ def choice_error(spec: ParamSpec, value: object) -> str | None:
     return f"{spec.name} must be one of {', '.join(repr(c) for c in spec.choices)}, got {value!r}"
 
 
+#: How an empty list may come typed: ros2param makes "[]" a bool array.
+EMPTY_ARRAY_TYPES = (Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY,
+                     Parameter.Type.DOUBLE_ARRAY, Parameter.Type.BYTE_ARRAY)
+
+
 def as_declared(params: list[Parameter]) -> list[Parameter]:
     """A pre-set-parameters callback: values given the declared type where ``ros2 param set``
     guesses another, an integer for a floating-point parameter (``max_depth 50``) and an
@@ -147,11 +152,6 @@ def as_declared(params: list[Parameter]) -> list[Parameter]:
             return Parameter(param.name, Parameter.Type.STRING_ARRAY, [])
         return param
     return [converted(param) for param in params]
-
-
-#: How an empty list may come typed: ros2param makes "[]" a bool array.
-EMPTY_ARRAY_TYPES = (Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY,
-                     Parameter.Type.DOUBLE_ARRAY, Parameter.Type.BYTE_ARRAY)
 
 
 def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
