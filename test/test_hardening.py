@@ -392,7 +392,7 @@ def test_signals_during_the_first_frames_export(ros, checkpoint, tmp_path, sig):
     import_or_skip("openvino", "the OpenVINO export needs openvino")
     proc, probe = start_node(tmp_path, checkpoint, f"/export{int(sig)}",
                              env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
-                             backend="openvino", precision="fp32")
+                             backend="openvino", precision="fp32", input_reliability="reliable")
     try:
         for _ in range(30):  # a 0.9 MB best-effort sample may be lost on the way: again
             probe.image_pub.publish(image_msg(picture(640, 480), "rgb8", probe.stamp()))
