@@ -275,6 +275,49 @@ def test_unsupported_precision_falls_back_with_a_reason():
     assert "supports precision fp32, not fp16" in warnings[0]
 
 
+@pytest.mark.parametrize("backend, precision", [("openvino", "fp32"), ("openvino", "auto"),
+                                                ("onnxruntime", "fp32")])
+def test_a_backend_that_cannot_prepare_itself_hands_over_to_pytorch(tmp_path, monkeypatch,
+                                                                     backend, precision):
+    """OpenVINO and ONNX Runtime export on the first frame, long after they were chosen. An
+    export that fails there (here: the cache folder is a file, which stops root too) was one
+    error per frame for as long as the node ran; now PyTorch fp32 takes over with one warning,
+    from the frame that failed, whose results are PyTorch's."""
+    import_or_skip(backend, f"{backend} is not installed (pip install -e .[engines])")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    model, preset = make_model(6, 2, seed=3), get_preset("kitti")
+    warnings: list[str] = []
+    engine = create_engine(model, preset, backend, "cpu", precision, log=lambda _: None,
+                           warn=warnings.append)
+    assert engine.backend == backend and not warnings
+    image = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    got = engine.predict([image], (48, 64), PARTS)[0]
+    assert (engine.backend, engine.precision) == ("torch", "fp32")
+    takeovers = [line for line in warnings if "takes over" in line]
+    assert len(takeovers) == 1 and "\n" not in takeovers[0], warnings
+    assert takeovers[0].startswith(f"{backend}") and "exporting the model" in takeovers[0]
+    assert "(fallback: " in engine.describe()
+    want = build_engine(model, preset, "torch", CPU).predict([image], (48, 64), PARTS)[0]
+    assert np.array_equal(got.labels, want.labels) and np.array_equal(got.depth, want.depth)
+    engine.predict([image], (48, 64), PARTS)
+    assert sum("takes over" in line for line in warnings) == 1  # once, not per frame
+
+
+def test_a_bad_frame_does_not_hand_the_backend_over(tmp_path, monkeypatch):
+    """Only preparing the backend hands it over: a frame the engine refuses fails alone."""
+    import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    warnings: list[str] = []
+    engine = create_engine(make_model(6, 2), get_preset("kitti"), "openvino", "cpu", "fp32",
+                           log=lambda _: None, warn=warnings.append)
+    with pytest.raises(HydraNetError, match="expected a non-empty"):
+        engine.infer(np.zeros((1, 8, 8, 4), np.uint8))
+    assert engine.backend == "openvino" and not warnings
+    assert len(engine.infer(np.zeros((1, 32, 32, 3), np.uint8))) == 2
+
+
 def test_exports_are_cached_per_weights_and_shape():
     import_or_skip("onnxruntime", "onnxruntime is not installed (pip install -e .[engines])")
     model = make_model(6, 2, seed=8)

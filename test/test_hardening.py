@@ -359,6 +359,31 @@ def test_a_backend_that_fails_at_start_falls_back(ros, checkpoint, tmp_path):
         finish(proc, probe)
 
 
+def test_a_backend_that_fails_on_the_first_frame_hands_over(ros, checkpoint, tmp_path):
+    """OpenVINO exports on the first frame; where that fails (the cache folder is a file
+    here), PyTorch fp32 takes over with one warning, that first frame's outputs are
+    published, and /diagnostics says which backend runs and why."""
+    import_or_skip("openvino", "the OpenVINO export needs openvino")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    proc, probe = start_node(tmp_path, checkpoint, "/handover",
+                             env={"XDG_CACHE_HOME": str(blocked)}, backend="openvino",
+                             precision="fp32", input_reliability="reliable")
+    try:
+        wait_matched(probe)  # so that the first frame is wanted
+        stamp = probe.stamp()
+        probe.image_pub.publish(image_msg(picture(64, 48), "rgb8", stamp))
+        assert probe.wait_outputs(stamp, ["segmentation/labels"], 60), proc.log()
+        assert send_and_wait(probe, picture(64, 48, seed=1)), proc.log()
+        values = diagnostics_values(probe, "/handover")
+        assert values["backend"] == "torch fp32", values
+        assert values["backend fallback"].startswith("openvino fp32 on cpu failed: exporting")
+        log = proc.log()
+        assert log.count("takes over") == 1 and "failed, skipped" not in log, log
+    finally:
+        finish(proc, probe)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_during_inference(ros, checkpoint, tmp_path, sig):
     """Stopped mid-inference: exits within 2 s, no traceback, and nothing of the frame in

@@ -4,7 +4,9 @@
 the fastest backend for the device (PyTorch on an NVIDIA GPU, in whichever precision measures
 fastest on the first frame: ``fastest.py``; else OpenVINO, else ONNX Runtime, else PyTorch)
 and says why; a backend that is missing or fails to start is reported in one line and the
-next one is tried, ending with PyTorch fp32, which always works.
+next one is tried, ending with PyTorch fp32, which always works. A backend that prepares
+itself on the first frame (OpenVINO, ONNX Runtime: ``fallback.py``) and fails there is
+reported in one line too, and PyTorch fp32 takes over.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from ..model import HydraNet
 from ..presets import Preset
 from .base import PRECISIONS, Engine, EngineError, Log
+from .fallback import FallbackEngine
 from .fastest import FastestEngine, measuring_rounds
 from .onnxruntime_engine import OnnxRuntimeEngine
 from .openvino_engine import OpenVINOEngine, cpu_supports_bf16
@@ -92,7 +95,8 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
                   calibration: str | None = None) -> Engine:
     """The engine to run with: the backend asked for, or the best that works, never none.
 
-    A failure of the requested backend is one warning line, then PyTorch fp32 takes over.
+    A failure of the requested backend is one warning line, then PyTorch fp32 takes over,
+    whether it fails now or when it prepares itself for the first frame (``fallback.py``).
     """
     torch_device = select_device(device)
     if backend == "auto":
@@ -114,7 +118,23 @@ def create_engine(model: HydraNet, preset: Preset, backend: str = "auto", device
         log(f"inference backend: {engine.describe()} ({reason})")
         if engine.caveat:
             warn(engine.caveat)
-        return engine
+        return with_fallback(engine, model, preset, torch_device, warn)
     engine = build_engine(model, preset, "torch", torch_device, "fp32")
     log(f"inference backend: {engine.describe()} (fallback)")
     return engine
+
+
+#: Backends that export and compile the network when the first frame of a shape comes.
+PREPARED_ON_FIRST_FRAME = ("openvino", "onnxruntime")
+
+
+def with_fallback(engine: Engine, model: HydraNet, preset: Preset, device: torch.device,
+                  warn: Log) -> Engine:
+    """``engine``, with PyTorch fp32 on the same device to take over if it is a backend that
+    prepares itself on the first frame and fails to (``fallback.py``). The stand-in makes its
+    outputs where the engine did (host or device), as the node planned for at start."""
+    if engine.backend not in PREPARED_ON_FIRST_FRAME:
+        return engine
+    on_device = engine.outputs_on_device
+    return FallbackEngine(engine, lambda: TorchEngine(model, preset, device, "fp32",
+                                                      device_postprocess=on_device), warn)

@@ -478,6 +478,8 @@ class HydraNetNode(Node):
                   "weights": str(self.param("weights")),
                   "model": f"{engine.num_classes} classes, {engine.num_tasks} tasks",
                   "cameras": ", ".join(name or "(single)" for name in self.cameras)}
+        if (failure := getattr(engine, "failure", None)) is not None:
+            static["backend fallback"] = failure  # the backend asked for could not prepare
         snap = self.stats.snapshot()
         snap.silent_inputs = self._silent_inputs()
         self._diagnostics.publish(diagnostic_array(

@@ -1,0 +1,97 @@
+"""A backend that prepares itself on its first frame, with PyTorch to take over if it cannot.
+
+OpenVINO and ONNX Runtime export and compile the network for each input shape when the first
+frame of that shape comes (``export.py``), long after ``create_engine`` chose them. Where the
+export fails there (a read-only cache folder, a full disk, a conversion that breaks on this
+install, int8 calibration images that cannot be read), a node would otherwise fail every
+frame for as long as it runs. ``FallbackEngine`` turns that into one warning: PyTorch fp32 on
+the same device takes over for good, the frame that failed included, so no frame is lost.
+
+Only ``EngineError`` (what preparing a backend raises) switches; a bad frame's error
+(``HydraNetError``) still fails that frame alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+
+from .base import Engine, EngineError, Log
+
+Result = TypeVar("Result")
+
+
+class FallbackEngine(Engine):
+    """``primary`` until it fails to prepare itself; then ``make_fallback()``, for good."""
+
+    def __init__(self, primary: Engine, make_fallback: Callable[[], Engine],
+                 warn: Log | None = None) -> None:
+        super().__init__(primary.preset, primary.num_classes, primary.num_tasks)
+        self.current = primary
+        self._make_fallback: Callable[[], Engine] | None = make_fallback
+        self._warn = warn or (lambda _: None)
+        #: why the primary backend was given up, once it was
+        self.failure: str | None = None
+
+    # -- what the engine is: the one serving now --------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.current.backend
+
+    @property
+    def precision(self) -> str:
+        return self.current.precision
+
+    @property
+    def device(self) -> str:
+        return self.current.device
+
+    @property
+    def outputs_on_device(self) -> bool:
+        return self.current.outputs_on_device
+
+    @property
+    def caveat(self) -> str | None:
+        return self.current.caveat
+
+    def describe(self) -> str:
+        if self.failure is None:
+            return self.current.describe()
+        return f"{self.current.describe()} (fallback: {self.failure})"
+
+    def __getattr__(self, name: str):
+        # anything else an engine offers (timings of a measured precision) is the current one's
+        if name.startswith("_") or name == "current":
+            raise AttributeError(name)
+        return getattr(self.current, name)
+
+    # -- the calls ---------------------------------------------------------------------------
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._call(lambda engine: engine.infer(batch))
+
+    def infer_for_postprocess(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._call(lambda engine: engine.infer_for_postprocess(batch))
+
+    def predict(self, images, net_size, parts):
+        return self._call(lambda engine: engine.predict(images, net_size, parts))
+
+    def outputs(self, images, net_size, wanted, settings, intrinsics):
+        return self._call(lambda engine: engine.outputs(images, net_size, wanted, settings,
+                                                        intrinsics))
+
+    def _call(self, call: Callable[[Engine], Result]) -> Result:
+        try:
+            return call(self.current)
+        except EngineError as exc:
+            if self._make_fallback is None:
+                raise  # the fallback itself failed to prepare: nothing left to switch to
+            failed = self.current.describe()
+            self.current = self._make_fallback()
+            self._make_fallback = None
+            self.failure = f"{failed} failed: {exc}".splitlines()[0]
+            self._warn(f"{self.failure}; {self.current.describe()} takes over from this frame on")
+        return call(self.current)
