@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 EXIT_INTERRUPTED = 130
@@ -34,6 +35,16 @@ NODES = {
     "synthetic_camera": "hydranet_ros.ros.synthetic_camera",
     "hydranet_evaluator": "hydranet_ros.ros.evaluator",
 }
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (``timeout``, ``docker stop``, systemd, a job scheduler) stops the command as
+    Ctrl-C does: what it finished is kept and the rest cleaned up, where Python's default
+    would end it on the spot. Call from the main thread (again after a library that sets its
+    own handler, as ``ray.init`` does)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def start(name: str) -> None:

@@ -5,17 +5,19 @@ way. Each worker is a Ray actor that loads the model and engine once and then an
 bags with the single-process tool's ``BagAnnotator``, so every output equals what
 ``hydranet-bag`` writes for that bag. Nothing is lost and nothing is done twice:
 
-- each output is written inside a hidden partial folder beside its final one
-  (``.NAME.partial-XXXXXXXX/NAME``, so that the bag's own files already carry its final
-  name) and moved out only when complete, with a record of its input (files, sizes, times)
-  and settings inside it;
+- each output is written inside a hidden partial folder beside its final one and moved out
+  only when complete (``staging.py``, as hydranet-bag does), with a record of its input
+  (files, sizes, times) and settings inside it;
 - a rerun skips the bags whose output carries the same record, refuses to replace an output
   made from another input or with other settings (unless ``overwrite``), and redoes the rest;
 - a bag that cannot be read, or whose worker dies, is reported with its reason and the
-  others go on (a rerun retries it); workers that cannot start (a preset that does not fit
-  the weights, no CUDA) stop the run with that reason, unless others started;
-- on Ctrl-C the workers are stopped, finished outputs stay, and the partial ones (never under
-  a final name) are removed.
+  others go on (a rerun retries it; a worker that died is replaced); workers that cannot
+  start (a preset that does not fit the weights, no CUDA) stop the run with that reason,
+  unless others started;
+- bags inside the output folder (earlier outputs, when it lies in a searched folder) are
+  never taken as inputs;
+- on Ctrl-C or SIGTERM the workers are stopped, finished outputs stay, and the partial ones
+  (never under a final name) are removed.
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .entry_points import sigterm_as_interrupt
 from .errors import HydraNetError, one_line
 from .paths import overlapping
+from .staging import PARTIAL, RECORD, looks_partial, read_record, remove_stale_partials
 
-#: Written inside every completed output: what it was made from, and how.
-RECORD = "hydranet_annotation.json"
 #: Written into the output folder at the end of a run.
 REPORT = "fleet_report.json"
-PARTIAL = ".partial-"
+#: Workers started in place of ones that died, at most, per run (a bag that kills every
+#: worker it is given fails alone; a machine that kills them all ends the run).
+REPLACEMENTS = 4
 INSTALL_HINT = "pip install -e .[fleet] (or pip install ray)"
 
 
@@ -81,25 +84,31 @@ def is_bag(path: Path) -> bool:
     return path.is_dir() and (path / "metadata.yaml").is_file()
 
 
-def find_bags(inputs: list[str]) -> list[Path]:
-    """Bags named directly, by glob, or found (recursively) inside folders; each once."""
+def find_bags(inputs: list[str], outputs: Path | None = None) -> list[Path]:
+    """Bags named directly, by glob, or found (recursively) inside folders; each once. Bags
+    that a glob or a search finds inside ``outputs`` (the output folder: earlier outputs,
+    when it lies inside a searched folder) or inside partial folders are not inputs; a bag
+    named directly always is (``plan`` refuses it if its output would be itself)."""
     found: list[Path] = []
     for item in inputs:
-        matches = [Path(p) for p in sorted(glob.glob(item))] if glob.has_magic(item) else [Path(item)]
+        searched = glob.has_magic(item)
+        matches = [Path(p) for p in sorted(glob.glob(item))] if searched else [Path(item)]
         if not matches:
             raise HydraNetError(f"no bag matches {item}")
         for path in matches:
             if is_bag(path):
-                found.append(path)
+                found.extend([path] if not searched or not _is_output(path, outputs) else [])
             elif path.is_dir():
                 inside = sorted(p.parent for p in path.rglob("metadata.yaml"))
                 if not inside:
                     raise HydraNetError(f"{path} holds no rosbag2 bag (no metadata.yaml)")
-                found.extend(inside)
+                found.extend(p for p in inside if not _is_output(p, outputs))
             elif path.exists():
                 raise HydraNetError(f"{path} is not a rosbag2 bag folder (with metadata.yaml)")
             else:
                 raise HydraNetError(f"{path} does not exist")
+    if not found:
+        raise HydraNetError(f"every bag found is inside the output folder {outputs}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     names = [p.name for p in unique]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -109,34 +118,36 @@ def find_bags(inputs: list[str]) -> list[Path]:
     return unique
 
 
+def _is_output(bag: Path, outputs: Path | None) -> bool:
+    """Whether ``bag`` lies in the output folder or in a partial folder."""
+    bag = bag.resolve()
+    if any(looks_partial(part) for part in [bag, *bag.parents]):
+        return True
+    return outputs is not None and (bag == outputs.resolve() or outputs.resolve() in bag.parents)
+
+
 def input_fingerprint(bag: Path) -> list[list]:
     """The bag's files with sizes and modification times: a changed bag is a new input."""
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns]
             for p in sorted(bag.iterdir()) if p.is_file()]
 
 
-def count_frames(bag: Path, image_topic: str) -> int:
-    """Image messages on ``image_topic`` according to the bag's metadata (0 if unreadable:
-    the worker reports why)."""
+def count_frames(bag: Path, image_topic: str, every: int = 1) -> int:
+    """The frames to annotate (every ``every``-th image on ``image_topic``) according to
+    the bag's metadata (0 if unreadable: the worker reports why)."""
     try:
         from rosbags.rosbag2 import Reader
         with Reader(bag) as reader:
-            return sum(c.msgcount for c in reader.connections if c.topic == image_topic)
+            images = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
     except Exception:  # noqa: BLE001  a corrupt bag is reported by the worker that opens it
         return 0
+    return -(-images // every)
 
 
 def record_for(bag: Path, settings: Settings) -> dict:
     return {"input": str(bag), "input_files": input_fingerprint(bag),
             "settings": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in asdict(settings).items()}}
-
-
-def read_record(output: Path) -> dict | None:
-    try:
-        return json.loads((output / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
@@ -166,44 +177,9 @@ def plan(bags: list[Path], out_dir: Path, settings: Settings, overwrite: bool
             refused.append((bag, f"{output} was made from another input or with other "
                                  "settings; use --overwrite to replace it"))
             continue
-        jobs.append(Job(bag, output, count_frames(bag, settings.image_topic), record))
+        jobs.append(Job(bag, output, count_frames(bag, settings.image_topic, settings.every),
+                        record))
     return jobs, done, refused
-
-
-def looks_partial(path: Path) -> bool:
-    """Named as partial outputs are (what remove_partials removes): never a final output."""
-    return path.name.startswith(".") and PARTIAL in path.name
-
-
-def partial_folder(output: Path) -> Path:
-    """A new hidden folder beside ``output`` to write it in, as ``<folder>/<output's name>``:
-    rosbags names a bag's data file after its folder, so the file has its final name
-    (drive.mcap) from the start, never one that looks like a leftover (.drive.partial-...)."""
-    return output.with_name(f".{output.name}{PARTIAL}{uuid.uuid4().hex[:8]}")
-
-
-def remove_partials(out_dir: Path) -> list[Path]:
-    """Outputs of interrupted runs (never under a final name): removed."""
-    stale = [p for p in out_dir.glob(f".*{PARTIAL}*") if p.is_dir()]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return stale
-
-
-def publish(partial: Path, output: Path, record: dict) -> None:
-    """Make the complete output in ``partial`` (a partial_folder) final: the record goes in
-    first, then one rename (an output being replaced is moved aside first and removed
-    after), then the empty partial folder goes."""
-    done = partial / output.name
-    (done / RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}{PARTIAL}old-{uuid.uuid4().hex[:8]}")
-        os.replace(output, old)
-    os.replace(done, output)
-    partial.rmdir()
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def worker_error(exc: BaseException) -> str:
@@ -258,25 +234,24 @@ class BagWorker:
         from .ros.bag import BagAnnotator, BagRequest
         if self.error is not None:
             return {"bag": str(job.input), "error": self.error, "warnings": []}
-        partial = partial_folder(job.output)
         warnings: list[str] = []
         s = self.settings
-        request = BagRequest(job.input, partial / job.output.name, s.image_topic,
-                             s.camera_info_topic, s.outputs, s.storage, s.every, batch=1,
-                             settings=OutputSettings(max_depth=s.max_depth))
+        # the plan replaces only outputs of this tool (with a record), and the annotator
+        # writes aside, recording job.record in the output once it is complete
+        request = BagRequest(job.input, job.output, s.image_topic, s.camera_info_topic,
+                             s.outputs, s.storage, s.every, batch=1,
+                             settings=OutputSettings(max_depth=s.max_depth), overwrite=True,
+                             record=job.record, keep_interrupted=False)
         started = time.perf_counter()
 
         def on_frame(n: int) -> None:
             if n and progress is not None:
                 progress.add.remote(n)
         try:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
             result = BagAnnotator(request, self.predictor, warn=warnings.append).run(on_frame)
             if result.interrupted:
                 raise HydraNetError("interrupted")
-            publish(partial, job.output, job.record)
         except Exception as exc:  # noqa: BLE001  reported with its reason; the others go on
-            shutil.rmtree(partial, ignore_errors=True)
             return {"bag": str(job.input), "error": worker_error(exc), "warnings": warnings}
         return {"bag": str(job.input), "output": str(job.output), "frames": result.frames,
                 "skipped_frames": result.skipped, "frames_without_cloud": result.without_cloud,
@@ -311,10 +286,10 @@ def run_fleet(inputs: list[str], out_dir: Path, settings: Settings, options: Fle
               say: Callable[[str], None] = print, bar=None) -> dict:
     """Annotate every bag; the JSON report (also written to out_dir/REPORT)."""
     ray = ray_module()
-    bags = find_bags(inputs)
     out_dir = out_dir.resolve()
+    bags = find_bags(inputs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in remove_partials(out_dir):
+    for stale in remove_stale_partials(out_dir):
         say(f"removed the partial output of an interrupted run: {stale.name}")
     jobs, done, refused = plan(bags, out_dir, settings, options.overwrite)
     for bag in done:
@@ -344,6 +319,7 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                  log_to_driver=False, configure_logging=False)
     else:
         ray.init(address=options.ray_address, log_to_driver=False, configure_logging=False)
+    sigterm_as_interrupt()  # ray.init set its own, which would leave partial outputs behind
     ray_start_s = time.perf_counter() - t0
     gpus = 1 if settings.device.startswith("cuda") or (
         settings.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
@@ -354,10 +330,12 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
     progress = ray.remote(num_cpus=0)(Progress).remote()
     actors = []
     results: dict = {"annotated": [], "failed": []}
+    replacements = REPLACEMENTS
+
+    def core_of(i: int) -> int | None:
+        return i % cores if options.pin_cores and local else None
     try:
-        actors = [remote_worker.remote(settings, threads,
-                                       i % cores if options.pin_cores and local else None)
-                  for i in range(workers)]
+        actors = [remote_worker.remote(settings, threads, core_of(i)) for i in range(workers)]
         t1 = time.perf_counter()
         described = ray.get([a.describe.remote() for a in actors])
         setup_s = time.perf_counter() - t1
@@ -386,6 +364,13 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                     idle.append(actor)
                 else:  # the worker could not remove its partial output
                     _remove_partials_of(job)
+                    if pending and replacements > 0:
+                        replacements -= 1
+                        started_one = _replacement(ray, remote_worker, settings, threads,
+                                                   core_of(len(actors)), say)
+                        if started_one is not None:
+                            actors.append(started_one)
+                            idle.append(started_one)
                 for warning in outcome.get("warnings", []):
                     say(f"{job.input.name}: {warning}")
                 if "error" in outcome:
@@ -425,6 +410,22 @@ def _remove_partials_of(job: Job) -> None:
     """What a stopped worker left of ``job``'s output: never a final output."""
     for partial in job.output.parent.glob(f".{job.output.name}{PARTIAL}*"):
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _replacement(ray, remote_worker, settings: Settings, threads: int | None,
+                 core: int | None, say: Callable[[str], None]):
+    """A new worker in place of one that died, or None (said) where it cannot start."""
+    actor = remote_worker.remote(settings, threads, core)
+    try:
+        described = ray.get(actor.describe.remote(), timeout=300)
+    except Exception as exc:  # noqa: BLE001  Ray's errors of a worker that cannot start
+        described = {"error": f"{type(exc).__name__}: {one_line(exc)}"}
+    if "error" in described:
+        ray.kill(actor)
+        say(f"a worker stopped and none could start in its place: {described['error']}")
+        return None
+    say(f"a worker stopped; worker pid {described['pid']} started in its place")
+    return actor
 
 
 def _started(ray, actors: list, described: list[dict], say: Callable[[str], None]

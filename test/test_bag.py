@@ -26,6 +26,7 @@ from hydranet_ros.errors import HydraNetError  # noqa: E402
 from hydranet_ros.evaluation import held_out_frame  # noqa: E402
 from hydranet_ros.outputs import metric_depth  # noqa: E402
 from hydranet_ros.predictor import Predictor  # noqa: E402
+from hydranet_ros.staging import PARTIAL, RECORD, read_record  # noqa: E402
 from hydranet_ros.synthetic.render import SyntheticWorld  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -63,10 +64,13 @@ def frames(count: int, width: int = WIDTH, height: int = HEIGHT) -> list[np.ndar
 
 
 def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int | None = None,
-              uncalibrated_from: int | None = None):
+              uncalibrated_from: int | None = None, calibrated_from: int = 0,
+              depth_camera: bool = False):
     """/cam/image_raw (bgr8), /cam/camera_info and /chatter, 0.1 s apart; frame ``broken``
     gets a data size that does not match its step; from frame ``uncalibrated_from`` on,
-    the camera_info has K and P zero, as an uncalibrated camera's."""
+    the camera_info has K and P zero, as an uncalibrated camera's; before frame
+    ``calibrated_from`` there is none; with ``depth_camera`` the images are 16UC1 (a depth
+    camera's, which the tool does not annotate)."""
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     height, width = pictures[0].shape[:2]
     with Writer(path, version=8, storage_plugin=plugin) as writer:
@@ -81,10 +85,12 @@ def write_bag(path: Path, storage: str, pictures: list[np.ndarray], broken: int 
             info_msg = camera_info_msg(k, width, height)
             if uncalibrated_from is not None and k >= uncalibrated_from:
                 info_msg.k[:], info_msg.p[:] = 0.0, 0.0
-            writer.write(info, t, TS.serialize_cdr(info_msg, CameraInfo.__msgtype__))
+            if k >= calibrated_from:
+                writer.write(info, t, TS.serialize_cdr(info_msg, CameraInfo.__msgtype__))
+            encoding, step = ("16UC1", width * 2) if depth_camera else ("bgr8", width * 3)
             writer.write(image, t + 1000, TS.serialize_cdr(Image(
-                header=header(k), height=height, width=width, encoding="bgr8", is_bigendian=0,
-                step=width * 3, data=data), Image.__msgtype__))
+                header=header(k), height=height, width=width, encoding=encoding,
+                is_bigendian=0, step=step, data=data[:step * height]), Image.__msgtype__))
             writer.write(chatter, t + 2000, TS.serialize_cdr(String(data=f"hello {k}"),
                                                              String.__msgtype__))
 
@@ -161,6 +167,53 @@ def test_uncalibrated_frames_lose_only_the_cloud(tmp_path, checkpoint, capsys):
     assert "4 frame(s) annotated (0 skipped, 3 without point cloud)" in err
 
 
+def test_frames_before_the_first_camera_info_are_counted(tmp_path, checkpoint, capsys):
+    """Frames with no camera_info stamped as them or recorded before them are annotated
+    without the cloud and counted; none takes the calibration of a later frame."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(4), calibrated_from=2)
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 0
+    found = read_bag(result)
+    image_times = [t for t, _, _ in found["/cam/image_raw"]]
+    assert [t for t, _, _ in found["/cam/points"]] == image_times[2:]
+    err = capsys.readouterr().err
+    assert "4 frame(s) annotated (0 skipped, 2 without point cloud)" in err, err
+    assert "/cam/points (2)" in err and "/cam/segmentation/labels (4)" in err, err
+
+
+def test_frames_that_cannot_be_annotated_are_said_once_and_fail_the_run(tmp_path, checkpoint,
+                                                                         capsys):
+    """A bag of an encoding the tool cannot read: one warning (not one per frame), and the
+    run fails with the reason instead of reporting success with empty topics."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(5), depth_camera=True)
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 1
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "skipping the frame" in line]
+    assert len(warned) == 1 and "'16UC1' is not supported" in warned[0], err
+    assert "error: none of 5 selected frame(s) could be annotated: encoding: '16UC1'" in err
+    assert "/cam/segmentation/labels (0)" not in err and "added nothing" in err, err
+
+
+def test_a_wrong_topic_is_found_before_the_model_loads_and_keeps_the_output(tmp_path,
+                                                                              checkpoint):
+    """A typo in --image-topic with --overwrite: one line before the model loads, and the
+    earlier output is still there (it was removed before the topic was checked)."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(1))
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE]) == 0
+    earlier = read_bag(result)
+    done = subprocess.run([BAG_EXE, str(source), str(result), "--image-topic", "/cam/image_rect",
+                           "--weights", str(checkpoint), *ENGINE, "--overwrite"],
+                          capture_output=True, text=True, timeout=300)
+    assert "has no image topic '/cam/image_rect' (image topics: /cam/image_raw)" in \
+        one_error_line(done)
+    assert "inference backend" not in done.stderr and read_bag(result) == earlier
+
+
 @pytest.mark.parametrize("order", ["infos first", "each after its image"])
 def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint, order):
     """Each image takes the camera_info with its own stamp, for its depth/camera_info and
@@ -202,9 +255,10 @@ def test_each_frame_takes_the_camera_info_stamped_as_it(tmp_path, checkpoint, or
 
 
 def test_nothing_the_user_keeps_is_replaced(tmp_path, checkpoint):
-    """--overwrite replaces an earlier output bag only: never the input bag's own folder,
-    a folder inside it or a folder that is not a bag; and a bag that cannot be annotated
-    leaves no output behind."""
+    """--overwrite replaces an earlier output bag only (it holds the tool's record): never
+    the input bag's own folder, a folder inside it, a folder that is not a bag, or another
+    recording (which a rosbag2 folder alone would not tell apart); and a bag that cannot be
+    annotated leaves no output behind."""
     source = tmp_path / "recordings" / "in"
     write_bag(source, "mcap", frames(2))
     run = [str(source), "--image-topic", "/cam/image_raw", "--weights", str(checkpoint),
@@ -213,12 +267,16 @@ def test_nothing_the_user_keeps_is_replaced(tmp_path, checkpoint):
         with pytest.raises(HydraNetError, match="cannot be the input bag .*, hold it or lie "
                                                 "inside it"):
             bag_cli.main([run[0], str(output), *run[1:]])
-    notes = tmp_path / "notes"
+    notes, recording = tmp_path / "notes", tmp_path / "recording2"
     notes.mkdir()
     (notes / "todo.txt").write_text("keep me")
-    with pytest.raises(HydraNetError, match="it is a folder but not a bag"):
-        bag_cli.main([run[0], str(notes), *run[1:]])
-    assert (notes / "todo.txt").read_text() == "keep me" and read_bag(source)
+    write_bag(recording, "mcap", frames(1))
+    kept = read_bag(recording)
+    for folder, what in ((notes, "a folder"), (recording, "a rosbag2 bag")):
+        with pytest.raises(HydraNetError, match=f"it is {what} without {RECORD}, so not an "
+                                                "output of hydranet-bag"):
+            bag_cli.main([run[0], str(folder), *run[1:]])
+    assert (notes / "todo.txt").read_text() == "keep me" and read_bag(recording) == kept
     annotated, again = tmp_path / "annotated", tmp_path / "again"
     assert bag_cli.main([run[0], str(annotated), *run[1:]]) == 0
     with pytest.raises(HydraNetError, match="already has a topic /cam/segmentation/labels"):
@@ -278,27 +336,38 @@ def test_every_start_and_end_select_frames(tmp_path, checkpoint):
     assert stamps == [2, 4, 6]  # even frames between 0.15 s and 0.65 s
 
 
-def test_interrupted_run_leaves_a_readable_bag(tmp_path, checkpoint):
-    source, result = tmp_path / "in", tmp_path / "out"
-    count = 40
-    write_bag(source, "mcap", frames(count, 320, 240))
-    log = tmp_path / "stderr.txt"
+def start_and_stop(source: Path, result: Path, checkpoint, log: Path, sig: int | None,
+                   frames_first: int = 2, *args: str) -> int:
+    """hydranet-bag started in a process of its own and sent ``sig`` once ``frames_first``
+    frames are annotated (run to the end with None); its exit status."""
     with open(log, "w") as err:
         proc = subprocess.Popen([BAG_EXE, str(source), str(result), "--image-topic",
                                  "/cam/image_raw", "--weights", str(checkpoint), "--device",
-                                 "cpu", "--backend", "reference"], stderr=err,
+                                 "cpu", "--backend", "reference", *args], stderr=err,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 # as from a terminal, even where this runs in the background
                                 # (which ignores SIGINT, and Python then keeps ignoring it)
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            done = [int(n) for n in re.findall(r"annotating: +(\d+)frame", log.read_text())]
-            if done and max(done) >= 2:
+        while sig is not None and time.monotonic() < deadline:
+            done = [int(n) for n in re.findall(r"(\d+)/\d+ \[", log.read_text())]
+            if done and max(done) >= frames_first:
+                proc.send_signal(sig)
                 break
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
+        return proc.wait(120)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_a_readable_bag(tmp_path, checkpoint, sig):
+    """Ctrl-C, or SIGTERM (``timeout``, ``docker stop``, which ended the process on the spot
+    and left a bag without metadata), stops the run with a valid output holding what was
+    done, and its record says it was interrupted."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    count = 40
+    write_bag(source, "mcap", frames(count, 320, 240))
+    log = tmp_path / "stderr.txt"
+    code = start_and_stop(source, result, checkpoint, log, sig)
     assert code == 130, log.read_text()
     assert "interrupted:" in log.read_text()
     found = read_bag(result)
@@ -307,6 +376,30 @@ def test_interrupted_run_leaves_a_readable_bag(tmp_path, checkpoint):
     assert len(found["/cam/image_raw"]) >= annotated
     last_output = found["/cam/segmentation/labels"][-1][0]
     assert all(t <= last_output + 1 for t, _, _ in found["/cam/image_raw"][:annotated])
+    record = read_record(result)
+    assert record["interrupted"] is True and record["frames"] == annotated, record
+
+
+def test_a_killed_run_leaves_the_earlier_output_and_nothing_else(tmp_path, checkpoint):
+    """SIGKILL (out of memory, a power cut) mid-run: the earlier output it was replacing is
+    as it was, nothing half-written lies under the output's name, and the next run removes
+    what the killed one left."""
+    source, result = tmp_path / "in", tmp_path / "out"
+    write_bag(source, "mcap", frames(40, 320, 240))
+    log = tmp_path / "stderr.txt"
+    assert start_and_stop(source, result, checkpoint, log, None, 0, "--every", "20") == 0, \
+        log.read_text()
+    earlier = read_bag(result)
+    assert len(earlier["/cam/segmentation/labels"]) == 2
+    code = start_and_stop(source, result, checkpoint, log, signal.SIGKILL, 2, "--overwrite")
+    assert code == -signal.SIGKILL, log.read_text()
+    assert read_bag(result) == earlier
+    assert [p for p in tmp_path.iterdir() if PARTIAL in p.name]  # what the killed run left
+    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
+                         "--weights", str(checkpoint), *ENGINE, "--every", "10",
+                         "--overwrite"]) == 0
+    assert len(read_bag(result)["/cam/segmentation/labels"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "stderr.txt"]
 
 
 def test_bag_outputs_are_the_live_nodes_messages(ros, tmp_path, checkpoint):

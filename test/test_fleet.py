@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,59 @@ def test_inputs_as_globs_and_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="holds no rosbag2 bag"):
         find_bags([str(tmp_path / "empty")])
+
+
+def test_outputs_inside_a_searched_folder_are_not_inputs(tmp_path):
+    """An --out inside the folder searched for bags (or matched by its glob): the earlier
+    outputs there, and partial folders, are not bags to annotate (a rerun found them and
+    refused to start: "several bags are named ..."); a bag named directly still is."""
+    from hydranet_ros.fleet import count_frames
+    bags = make_bags(tmp_path / "recs", counts=(2, 3), broken=False)
+    out = bags / "annotated"
+    write_bag(out / "drive_0", "mcap", frames(1))
+    write_bag(bags / f".drive_1{PARTIAL}host-1-abcd" / "drive_1", "mcap", frames(1))
+    expected = [bags / "drive_0", bags / "drive_1"]
+    assert find_bags([str(bags)], out) == [p.resolve() for p in expected]
+    assert find_bags([str(bags / "*")], out) == [p.resolve() for p in expected]
+    assert find_bags([str(out / "drive_0")], out) == [(out / "drive_0").resolve()]
+    with pytest.raises(Exception, match="several bags are named drive_0"):
+        find_bags([str(bags)])  # without knowing the output folder, as before
+    assert [count_frames(bags / "drive_1", "/cam/image_raw", every) for every in (1, 2, 3)] \
+        == [3, 2, 1]
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path):
+    """A worker killed mid-bag (out of memory, say): that bag fails with the reason, a new
+    worker starts in its place, and the other bags are annotated (they all failed with
+    "every worker stopped")."""
+    bags = tmp_path / "bags"
+    write_bag(bags / "drive_0", "mcap", frames(200, 320, 240))
+    for name in ("drive_1", "drive_2"):
+        write_bag(bags / name, "mcap", frames(2))
+    out = tmp_path / "out"
+    log = tmp_path / "fleet.log"
+    with open(log, "w") as stream:
+        proc = subprocess.Popen([sys.executable, "-m", "hydranet_ros.cli.fleet", str(bags),
+                                 "--out", str(out), "--image-topic", "/cam/image_raw",
+                                 "--workers", "1", *ENGINE], stdout=stream,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob(f".drive_0{PARTIAL}*")):  # the worker writes drive_0
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        (pid,) = re.findall(r"worker pid (\d+):", log.read_text())
+        os.kill(int(pid), signal.SIGKILL)
+        code = proc.wait(240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 1, text
+    assert "failed drive_0: its worker stopped" in text, text
+    assert "started in its place" in text and "every worker stopped" not in text, text
+    assert "done drive_1" in text and "done drive_2" in text, text
+    assert sorted(p.name for p in out.iterdir()) == ["drive_1", "drive_2", REPORT]
 
 
 def test_an_interrupted_run_resumes(tmp_path):

@@ -14,9 +14,10 @@ from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OutputSettings
 from ..presets import preset_names
-from ..ros.bag import DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, check_paths
-from .common import (EXIT_INTERRUPTED, add_engine_arguments, description,
-                     predictor_from_args, run_main)
+from ..ros.bag import (DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, BagResult,
+                       check_paths, selected_frames)
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, add_engine_arguments, description,
+                     predictor_from_args, run_main, sigterm_as_interrupt)
 
 PROG = "hydranet-bag"
 
@@ -66,22 +67,33 @@ def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # bad arguments, and a bag that cannot be read, fail before the model loads
+    sigterm_as_interrupt()  # as Ctrl-C: the output keeps what was done
+    # bad arguments, a bag that cannot be read and topics it lacks fail before the model loads
     check_paths(request_from_args(args, 1), probe=True)
+    total = selected_frames(request_from_args(args, 1))
     keep_freed_memory()  # a frame loop: keep image-sized buffers mapped between frames
     predictor = predictor_from_args(args)
     batch = args.batch or (4 if predictor.engine.device.startswith("cuda") else 1)
     annotator = BagAnnotator(request_from_args(args, batch), predictor,
                              warn=lambda line: tqdm.write(f"{PROG}: {line}", file=sys.stderr))
-    with tqdm(unit="frame", desc="annotating", file=sys.stderr) as bar:
+    with tqdm(total=total, unit="frame", desc="annotating", file=sys.stderr) as bar:
         result = annotator.run(on_frame=bar.update)
-    topics = ", ".join(conn.topic for conn, _ in annotator.outputs.values())
-    print(f"{PROG}: {'interrupted: ' if result.interrupted else ''}{result.frames} frame(s) "
-          f"annotated ({result.skipped} skipped"
-          f"{f', {result.without_cloud} without point cloud' if result.without_cloud else ''}), "
-          f"{result.messages} message(s) copied, into "
-          f"{args.output}; added {topics}", file=sys.stderr)
+    print(f"{PROG}: {summary(result, args.output)}", file=sys.stderr)
+    if result.frames == 0 and result.skipped and not result.interrupted:
+        reasons = "; ".join(result.skip_reasons)
+        print(f"{PROG}: error: none of {result.skipped} selected frame(s) could be annotated: "
+              f"{reasons}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def summary(result: BagResult, output: Path) -> str:
+    """One line: what was annotated, skipped and copied, and the messages per output topic."""
+    added = ", ".join(f"{topic} ({count})" for topic, count in result.added.items()) or "nothing"
+    without = f", {result.without_cloud} without point cloud" if result.without_cloud else ""
+    return (f"{'interrupted: ' if result.interrupted else ''}{result.frames} frame(s) "
+            f"annotated ({result.skipped} skipped{without}), {result.messages} message(s) "
+            f"copied, into {output}; added {added}")
 
 
 def entry_point() -> None:

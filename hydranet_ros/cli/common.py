@@ -12,7 +12,7 @@ from typing import TypeVar
 from pathlib import Path
 
 from ..engines import BACKENDS, PRECISIONS
-from ..entry_points import EXIT_INTERRUPTED
+from ..entry_points import EXIT_INTERRUPTED, sigterm_as_interrupt  # noqa: F401
 from ..errors import HydraNetError
 from ..predictor import Predictor
 

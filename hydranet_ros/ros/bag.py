@@ -3,9 +3,11 @@
 Every message of the input is copied unchanged; the node's outputs for each selected camera
 frame are added on the topics and types the live node publishes (under the image topic's
 namespace), with the frame's header and recorded at the frame's receive time, so that
-playing the result back looks as if the node had run. Decoding, post-processing and message
-building are the live node's own functions; the messages are the ``rosbags`` library's and
-serialise to the same CDR bytes.
+playing the result back looks as if the node had run. The output is written aside and moved
+into place when finished (``staging.py``): a failed or killed run leaves no half-written
+bag, and an earlier output is replaced only once the new one is complete. Decoding,
+post-processing and message building are the live node's own functions; the messages are
+the ``rosbags`` library's and serialise to the same CDR bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..errors import HydraNetError, one_line
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
 from ..paths import overlapping
 from ..predictor import Predictor, inference_size
+from ..staging import RECORD, partial_folder, publish, read_record, remove_stale_partials
 from .camera_infos import CameraInfos
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
                           compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
@@ -112,16 +115,28 @@ class BagRequest:
     inference_size: tuple[int, int] = (0, 0)  # width, height as the node's parameters
     settings: OutputSettings = field(default_factory=OutputSettings)
     overwrite: bool = False
+    #: What the finished output records (``staging.RECORD``); None: what hydranet-bag
+    #: records (the input, topics, outputs, counts, and whether it was interrupted).
+    record: dict | None = None
+    #: Whether an interrupted run's output (valid, holding what was done) is kept.
+    keep_interrupted: bool = True
 
 
 @dataclass
 class BagResult:
     frames: int = 0  # annotated
     skipped: int = 0  # unreadable frames
+    #: why frames were skipped -> how many
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    #: output topic -> messages written on it
+    added: dict[str, int] = field(default_factory=dict)
     #: annotated without the point cloud and depth/camera_info: camera_info unusable
     without_cloud: int = 0
     messages: int = 0  # copied from the input
     interrupted: bool = False
+    #: Where the input could not be read further (a recording cut short): the output holds
+    #: what came before, and run() raises this after keeping it.
+    unreadable: str | None = None
     #: Where the time went: network, outputs (post-processing, views, cloud, messages),
     #: write, and the rest (reading and decoding the bag); "total" is the whole run.
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
@@ -177,13 +192,17 @@ def _first_missing(path: Path) -> Path:
     return path
 
 
-def check_paths(req: BagRequest, remove: bool = False, probe: bool = False) -> None:
-    """The input is a bag (opened too with ``probe``); the output does not exist and can be
-    made, or may be replaced (and is, with ``remove``)."""
+def check_paths(req: BagRequest, probe: bool = False) -> None:
+    """The input is a bag (with ``probe`` also opened, and its topics checked against the
+    request); the output does not exist and can be made, or is an earlier output of this
+    package (it holds ``staging.RECORD``) that may be replaced."""
     check_input(req.input, probe)
     if overlapping(req.input, req.output):
         raise HydraNetError(f"the output bag {req.output} cannot be the input bag {req.input}, "
                             "hold it or lie inside it")
+    if probe:
+        with closing(open_reader(req.input)) as reader:
+            check_topics(reader, req)
     if not req.output.exists():
         _check_creatable(req.output)
         return
@@ -192,11 +211,46 @@ def check_paths(req: BagRequest, remove: bool = False, probe: bool = False) -> N
                             "bag is a folder, so it is not an earlier output")
     if not req.overwrite:
         raise HydraNetError(f"refusing to overwrite {req.output} (use --overwrite)")
-    if not (req.output / "metadata.yaml").is_file():
-        raise HydraNetError(f"refusing to replace {req.output}: it is a folder but not a bag "
-                            "(no metadata.yaml), so it is not an earlier output")
-    if remove:
-        shutil.rmtree(req.output)
+    if read_record(req.output) is None:
+        what = "a rosbag2 bag" if (req.output / "metadata.yaml").is_file() else "a folder"
+        raise HydraNetError(f"refusing to replace {req.output}: it is {what} without "
+                            f"{RECORD}, so not an output of hydranet-bag or hydranet-fleet "
+                            "(a recording, say); move it away or choose another output")
+    _check_creatable(req.output)
+
+
+def check_topics(reader, req: BagRequest):
+    """The request's topics against the bag: (image connection, camera_info connection or
+    None, the camera's namespace). One line naming what is missing or already there."""
+    by_topic = {c.topic: c for c in reader.connections}
+    image = by_topic.get(req.image_topic)
+    if image is None or image.msgtype not in (IMAGE, COMPRESSED):
+        found = sorted(c.topic for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED))
+        raise HydraNetError(f"{req.input} has no image topic '{req.image_topic}' "
+                            f"(image topics: {', '.join(found) or 'none'})")
+    namespace = camera_namespace(image.topic, image.msgtype)
+    info = by_topic.get(req.info_topic or f"{namespace}/camera_info")
+    if req.info_topic and (info is None or info.msgtype != CAMERA_INFO):
+        raise HydraNetError(f"{req.input} has no CameraInfo topic '{req.info_topic}'")
+    unknown = set(req.outputs) - set(OUTPUT_BY_NAME)
+    if unknown:
+        raise HydraNetError(f"unknown output(s) {', '.join(sorted(unknown))} (choose from "
+                            f"{', '.join(OUTPUT_BY_NAME)})")
+    for relative in output_topic_types(set(req.outputs)):
+        if f"{namespace}/{relative}" in by_topic:
+            raise HydraNetError(f"{req.input} already has a topic {namespace}/{relative}; "
+                                "annotate a bag without the node's outputs")
+    return image, info, namespace
+
+
+def selected_frames(req: BagRequest) -> int | None:
+    """How many frames ``req`` selects, from the bag's metadata, for a progress bar's total;
+    None where --start or --end make it unknowable without reading the bag."""
+    if req.start_s > 0 or req.end_s is not None:
+        return None
+    with closing(open_reader(req.input)) as reader:
+        images = sum(c.msgcount for c in reader.connections if c.topic == req.image_topic)
+    return -(-images // req.every)
 
 
 class BagAnnotator:
@@ -212,32 +266,19 @@ class BagAnnotator:
         self.result = BagResult()
         self._pending: list[_Frame] = []
         self._held: list[tuple[int, object, bytes]] = []
-        #: A selected image (receive time, bytes) waiting for the camera_info a driver sends
-        #: after it (image_transport's CameraPublisher does), until the next image comes.
-        self._waiting: tuple[int, bytes] | None = None
+        #: A selected image (receive time, bytes, the newest camera_info recorded before it)
+        #: waiting for the camera_info a driver sends after it (image_transport's
+        #: CameraPublisher does), until the next image comes.
+        self._waiting: tuple[int, bytes, object] | None = None
         self._cloud_problem: str | None = None  # the last camera_info problem warned of
 
     # -- set-up -----------------------------------------------------------------------------
 
     def _find_topics(self, reader) -> None:
         req = self.request
-        by_topic = {c.topic: c for c in reader.connections}
-        image = by_topic.get(req.image_topic)
-        if image is None or image.msgtype not in (IMAGE, COMPRESSED):
-            found = sorted(c.topic for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED))
-            raise HydraNetError(f"{req.input} has no image topic '{req.image_topic}' "
-                                f"(image topics: {', '.join(found) or 'none'})")
-        self.image_conn = image
-        self.namespace = camera_namespace(image.topic, image.msgtype)
+        self.image_conn, self.info_conn, self.namespace = check_topics(reader, req)
         info_topic = req.info_topic or f"{self.namespace}/camera_info"
-        self.info_conn = by_topic.get(info_topic)
-        if req.info_topic and (self.info_conn is None or self.info_conn.msgtype != CAMERA_INFO):
-            raise HydraNetError(f"{req.input} has no CameraInfo topic '{req.info_topic}'")
         wanted = set(req.outputs)
-        unknown = wanted - set(OUTPUT_BY_NAME)
-        if unknown:
-            raise HydraNetError(f"unknown output(s) {', '.join(sorted(unknown))} (choose from "
-                                f"{', '.join(OUTPUT_BY_NAME)})")
         if not self.predictor.has_normals:
             wanted -= {"normals", "normals_color"}
         if "points" in wanted and self.info_conn is None:
@@ -245,33 +286,26 @@ class BagAnnotator:
             wanted.discard("points")
         self.wanted = wanted
 
-    def _open_writer(self, reader):
+    def _open_writer(self, reader, path: Path):
+        """The output bag, opened at ``path`` (inside the partial folder), with its topics."""
         req = self.request
         storage = req.storage or storage_of(req.input)
         plugin = {"mcap": self.StoragePlugin.MCAP, "sqlite3": self.StoragePlugin.SQLITE3}[storage]
         topics = {topic: cls.__msgtype__ for topic, cls in
                   output_topic_types(self.wanted, self.kit).items()
                   if topic != DEPTH_INFO_TOPIC or self.info_conn is not None}
-        taken = {c.topic for c in reader.connections}
-        for relative in topics:  # checked before any file is made
-            if f"{self.namespace}/{relative}" in taken:
-                raise HydraNetError(f"{req.input} already has a topic {self.namespace}/"
-                                    f"{relative}; annotate a bag without the node's outputs")
         from rosbags.rosbag2 import WriterError
-        made = _first_missing(req.output)
         writer = None
         try:
-            writer = self.Writer(req.output, version=BAG_VERSION, storage_plugin=plugin)
+            writer = self.Writer(path, version=BAG_VERSION, storage_plugin=plugin)
             writer.open()
             self._add_connections(reader, writer, topics)
-        except (WriterError, OSError) as exc:  # nothing half-made is left behind
+        except (WriterError, OSError) as exc:  # run() removes what was made
             if writer is not None and writer.storage is not None:
                 try:
                     writer.close()
                 except (WriterError, OSError):
                     pass
-            if writer is not None and os.path.lexists(made):  # made by this run, not before
-                shutil.rmtree(made, ignore_errors=True)
             raise HydraNetError(f"cannot create the output bag {req.output}: "
                                 f"{one_line(exc)}") from None
         return writer
@@ -297,60 +331,101 @@ class BagAnnotator:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, on_frame: Callable[[int], None] = lambda n: None) -> BagResult:
-        """Annotate the bag. Ctrl-C stops it with a valid output holding what was done."""
+        """Annotate the bag into a partial folder, then move the output into place (replacing
+        an earlier one). Ctrl-C, or an input that cannot be read further, stops it with a valid
+        output holding what was done (kept with ``keep_interrupted``; the latter then raised);
+        any other failure leaves nothing, and an earlier output as it was."""
         req = self.request
-        check_paths(req, remove=True)
+        check_paths(req)
         started = time.perf_counter()
         reader = open_reader(req.input)
         with closing(reader):
             self._find_topics(reader)
-            first = reader.start_time + int(req.start_s * 1e9)
-            last = reader.start_time + int(req.end_s * 1e9) if req.end_s is not None else None
-            writer = self._open_writer(reader)
-            self._writer = writer
-            infos = CameraInfos()
-            seen = 0
-            position = "the first message"
-            writing_failed = False
+            made = _first_missing(req.output)  # the output, or the outermost folder made for it
             try:
-                for conn, timestamp, raw in reader.messages():
-                    position = f"message {self.result.messages + 1} (topic {conn.topic}, " \
-                               f"time {timestamp / 1e9:.3f} s)"
-                    self._copy(self.copies[conn.id], timestamp, raw)
-                    if self.info_conn is not None and conn.id == self.info_conn.id:
-                        if info := self._deserialize(raw, conn.msgtype, conn.topic, timestamp):
-                            infos.add(info)
-                    elif conn.id == self.image_conn.id:
-                        self._queue_waiting(infos, on_frame)
-                        selected = seen % req.every == 0 and timestamp >= first and (
-                            last is None or timestamp <= last)
-                        seen += 1
-                        if selected:
-                            self._waiting = (timestamp, raw)
-                self._queue_waiting(infos, on_frame)
-                on_frame(self._flush())
-            except KeyboardInterrupt:
-                self.result.interrupted = True
-                self._pending.clear()
-                self._waiting = None
-                self._write_held([])
-            except WriteFailed:
-                writing_failed = True
+                req.output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HydraNetError(f"cannot create the output bag {req.output}: "
+                                    f"{one_line(exc)}") from None
+            remove_stale_partials(req.output.parent, req.output.name)
+            partial = partial_folder(req.output)
+            try:
+                self._annotate(reader, partial / req.output.name, on_frame)
+                incomplete = self.result.interrupted or self.result.unreadable
+                if incomplete and not req.keep_interrupted:
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    publish(partial, req.output, self._record())
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                if made != req.output and os.path.lexists(made):  # folders made for it
+                    shutil.rmtree(made, ignore_errors=True)
                 raise
-            except HydraNetError:
-                raise
-            except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
-                self._pending.clear()
-                self._waiting = None
-                self._write_held([])
-                raise HydraNetError(f"{req.input}: cannot read past {position}: "
-                                    f"{type(exc).__name__}: {exc}") from None
-            finally:
-                self._close(writer, writing_failed)
         seconds = self.result.seconds
         seconds["total"] = time.perf_counter() - started
         seconds["read"] = seconds["total"] - seconds["network"] - seconds["outputs"] - seconds["write"]
+        if self.result.unreadable:
+            kept = "; the output holds what came before it" if req.keep_interrupted else ""
+            raise HydraNetError(self.result.unreadable + kept)
         return self.result
+
+    def _record(self) -> dict:
+        """What the finished output says of itself (``staging.RECORD``)."""
+        req, result = self.request, self.result
+        if req.record is not None:
+            return req.record
+        return {"tool": "hydranet-bag", "input": str(req.input.resolve()),
+                "image_topic": req.image_topic, "outputs": sorted(self.wanted),
+                "frames": result.frames, "skipped_frames": result.skipped,
+                "frames_without_cloud": result.without_cloud,
+                "interrupted": result.interrupted, "unreadable": result.unreadable}
+
+    def _annotate(self, reader, path: Path, on_frame: Callable[[int], None]) -> None:
+        """Every message copied and the selected frames annotated into the bag at ``path``."""
+        req = self.request
+        first = reader.start_time + int(req.start_s * 1e9)
+        last = reader.start_time + int(req.end_s * 1e9) if req.end_s is not None else None
+        writer = self._open_writer(reader, path)
+        self._writer = writer
+        infos = CameraInfos()
+        seen = 0
+        position = "the first message"
+        writing_failed = False
+        try:
+            for conn, timestamp, raw in reader.messages():
+                position = f"message {self.result.messages + 1} (topic {conn.topic}, " \
+                           f"time {timestamp / 1e9:.3f} s)"
+                self._copy(self.copies[conn.id], timestamp, raw)
+                if self.info_conn is not None and conn.id == self.info_conn.id:
+                    if info := self._deserialize(raw, conn.msgtype, conn.topic, timestamp):
+                        infos.add(info)
+                elif conn.id == self.image_conn.id:
+                    self._queue_waiting(infos, on_frame)
+                    selected = seen % req.every == 0 and timestamp >= first and (
+                        last is None or timestamp <= last)
+                    seen += 1
+                    if selected:
+                        self._waiting = (timestamp, raw, infos.newest)
+            self._queue_waiting(infos, on_frame)
+            on_frame(self._flush())
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            self._pending.clear()
+            self._waiting = None
+            self._write_held([])
+        except WriteFailed:
+            writing_failed = True
+            raise
+        except HydraNetError:
+            raise
+        except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
+            self._pending.clear()
+            self._waiting = None
+            self._write_held([])
+            self.result.unreadable = f"{req.input}: cannot read past {position}: " \
+                                     f"{type(exc).__name__}: {one_line(exc)}"
+        finally:
+            self._close(writer, writing_failed)
 
     def _copy(self, conn, timestamp: int, raw: bytes) -> None:
         self.result.messages += 1
@@ -395,15 +470,15 @@ class BagAnnotator:
         is written where the image was skipped and no frame is pending."""
         if self._waiting is None:
             return
-        (timestamp, raw), self._waiting = self._waiting, None
-        self._add_frame(timestamp, raw, infos)
+        (timestamp, raw, newest), self._waiting = self._waiting, None
+        self._add_frame(timestamp, raw, infos, newest)
         if len(self._pending) >= self.request.batch or not self._pending:
             on_frame(self._flush())
 
-    def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos) -> None:
+    def _add_frame(self, timestamp: int, raw: bytes, infos: CameraInfos, newest) -> None:
         """Decode an image and queue it with its camera_info (the one stamped as it, read before
-        the next image, else the latest) and intrinsics; one that cannot be decoded is
-        skipped with a warning."""
+        the next image, else ``newest``, the latest recorded before the image: never one of
+        a later frame) and intrinsics; one that cannot be decoded is skipped with a warning."""
         conn = self.image_conn
         msg = self._deserialize(raw, conn.msgtype, conn.topic, timestamp)
         try:
@@ -411,27 +486,39 @@ class BagAnnotator:
                 raise ImageError("data", "not a valid message")
             rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
         except ImageError as exc:
-            self.result.skipped += 1
-            self.warn(f"skipping the frame on {conn.topic} at {timestamp / 1e9:.3f} s: {exc}")
+            self._skip(1, timestamp, f"skipping the frame on {conn.topic} at", str(exc))
             return
         intrinsics = None
-        info = infos.for_image(msg.header)
+        info = infos.stamped(msg.header) or newest
+        if info is None and self.info_conn is not None and self.wanted & {"points", "depth"}:
+            self._without_cloud(timestamp, f"no camera_info on {self.info_conn.topic} before "
+                                           "the image or stamped as it")
         if info is not None and self.wanted & {"points", "depth"}:
             try:
                 intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
             except ImageError as exc:  # the frame's other outputs need no camera_info
-                self._without_cloud(timestamp, exc)
+                self._without_cloud(timestamp, str(exc))
                 info = None
         self._pending.append(_Frame(timestamp, msg, rgb, info, intrinsics))
 
-    def _without_cloud(self, timestamp: int, exc: ImageError) -> None:
+    def _skip(self, frames: int, timestamp: int, what: str, reason: str) -> None:
+        """Counts frames skipped for ``reason``; warns the first time of each reason only (a
+        bag of an unsupported encoding would otherwise warn once per frame)."""
+        self.result.skipped += frames
+        count = self.result.skip_reasons.get(reason, 0)
+        self.result.skip_reasons[reason] = count + frames
+        if count == 0:
+            self.warn(f"{what} {timestamp / 1e9:.3f} s: {reason}"
+                      " (frames skipped for the same reason later are only counted)")
+
+    def _without_cloud(self, timestamp: int, reason: str) -> None:
         """Counts a frame annotated without the point cloud and depth/camera_info; warns on
         the first such frame and whenever the reason changes, not on every frame."""
         self.result.without_cloud += 1
-        if str(exc) != self._cloud_problem:
-            self._cloud_problem = str(exc)
+        if reason != self._cloud_problem:
+            self._cloud_problem = reason
             self.warn(f"from {timestamp / 1e9:.3f} s on, frames annotated without the point "
-                      f"cloud and depth/camera_info: {exc}")
+                      f"cloud and depth/camera_info: {reason}")
 
     def _flush(self) -> int:
         """Run the pending frames as one batch and write their outputs (and what waited)."""
@@ -442,9 +529,9 @@ class BagAnnotator:
                 written = self._outputs_of(frames)
                 self.result.frames += len(frames)
         except Exception as exc:  # noqa: BLE001  as the node: skip the frames, go on
-            self.result.skipped += len(frames)
-            self.warn(f"annotating {len(frames)} frame(s) from {frames[0].timestamp / 1e9:.3f} s "
-                      f"failed, skipped: {type(exc).__name__}: {exc}")
+            self._skip(len(frames), frames[0].timestamp,
+                       f"annotating {len(frames)} frame(s) failed, skipped, from",
+                       f"{type(exc).__name__}: {one_line(exc)}")
         self._write_held(written)
         return len(frames)
 
@@ -465,6 +552,7 @@ class BagAnnotator:
                 conn, msgtype = self.outputs[relative]
                 written.append((frame.timestamp, conn,
                                 bytes(self.typestore.serialize_cdr(msg, msgtype))))
+                self.result.added[conn.topic] = self.result.added.get(conn.topic, 0) + 1
         self.result.seconds["outputs"] += time.perf_counter() - network_done
         return written
 

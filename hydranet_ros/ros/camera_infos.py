@@ -45,6 +45,10 @@ class CameraInfos:
             del self._by_stamp[next(iter(self._by_stamp))]
         self.newest = msg
 
+    def stamped(self, header):
+        """The camera_info stamped as the image with ``header``, or None."""
+        return self._by_stamp.get(stamp_key(header))
+
     def for_image(self, header):
         """The camera_info stamped as the image with ``header``, else the newest (None
         before any)."""
