@@ -37,22 +37,48 @@ def stamp():
     return Time(sec=1, nanosec=2)
 
 
+#: cv_bridge's conversion of each encoding to rgb8 (its getConversionCode: Bayer patterns
+#: by OpenCV's names for them, yuv422 as UYVY and yuv422_yuy2 as YUYV).
+CV_BRIDGE_CODES = {
+    "rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+    "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB,
+    "rgb16": None, "bgr16": cv2.COLOR_BGR2RGB, "rgba16": cv2.COLOR_RGBA2RGB,
+    "bgra16": cv2.COLOR_BGRA2RGB, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV, "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB, "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB, "bayer_rggb16": cv2.COLOR_BayerBG2RGB,
+}
+
+
 def cv_bridge_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """What cv_bridge's imgmsg_to_cv2(msg, 'rgb8') computes, step by step with OpenCV."""
-    if encoding == "mono16":
-        return cv2.cvtColor(cv2.convertScaleAbs(array, alpha=255.0 / 65535.0), cv2.COLOR_GRAY2RGB)
-    code = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-            "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}[encoding]
+    """What cv_bridge's imgmsg_to_cv2(msg, 'rgb8') computes, step by step with OpenCV
+    (16-bit values scaled to 8 bits first)."""
+    if array.dtype == np.uint16:
+        array = cv2.convertScaleAbs(array, alpha=255.0 / 65535.0)
+    code = CV_BRIDGE_CODES[encoding]
     return array.copy() if code is None else cv2.cvtColor(array, code)
 
 
+def _alpha(channels: np.ndarray) -> np.ndarray:
+    return np.dstack([channels, RNG.integers(0, 256, channels.shape[:2], dtype=channels.dtype)])
+
+
+RGB16 = RNG.integers(0, 65536, (7, 9, 3), dtype=np.uint16)
 SOURCES = {
     "rgb8": RGB,
     "bgr8": RGB[:, :, ::-1].copy(),
-    "rgba8": np.dstack([RGB, RNG.integers(0, 256, (7, 9), dtype=np.uint8)]),
-    "bgra8": np.dstack([RGB[:, :, ::-1], RNG.integers(0, 256, (7, 9), dtype=np.uint8)]),
+    "rgba8": _alpha(RGB),
+    "bgra8": _alpha(RGB[:, :, ::-1]),
     "mono8": RGB[:, :, 0].copy(),
     "mono16": RNG.integers(0, 65536, (7, 9), dtype=np.uint16),
+    "rgb16": RGB16,
+    "bgr16": RGB16[:, :, ::-1].copy(),
+    "rgba16": _alpha(RGB16),
+    "bgra16": _alpha(RGB16[:, :, ::-1]),
+    "yuv422": RNG.integers(0, 256, (7, 10, 2), dtype=np.uint8),  # pixels in pairs
+    "yuv422_yuy2": RNG.integers(0, 256, (7, 10, 2), dtype=np.uint8),
+    **{f"bayer_{p}8": RGB[:, :, 1].copy() for p in ("rggb", "bggr", "gbrg", "grbg")},
+    "bayer_rggb16": RNG.integers(0, 65536, (7, 9), dtype=np.uint16),
 }
 
 
@@ -63,8 +89,42 @@ def test_decoding_agrees_with_cv_bridge(encoding, pad, big_endian):
     array = SOURCES[encoding]
     msg = image_msg(array, encoding, stamp(), pad=pad, big_endian=big_endian)
     rgb = image_to_rgb(msg)
-    assert rgb.shape == (7, 9, 3) and rgb.dtype == np.uint8
+    assert rgb.shape == (*array.shape[:2], 3) and rgb.dtype == np.uint8
     assert np.array_equal(rgb, cv_bridge_rgb8(array, encoding))
+
+
+def test_a_bayer_mosaic_is_demosaiced_into_its_colours():
+    """Each pattern's mosaic of a smooth picture comes back as that picture (away from the
+    border), so the patterns are not mixed up (a wrong one swaps red and blue)."""
+    y, x = np.mgrid[0:32, 0:32]
+    picture = np.dstack([x * 6, 40 + y * 5, 220 - x * 3]).astype(np.uint8)
+    picture = cv2.GaussianBlur(picture, (5, 5), 2)
+    for pattern in ("rggb", "bggr", "gbrg", "grbg"):
+        mosaic = np.empty((32, 32), np.uint8)
+        for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            mosaic[dy::2, dx::2] = picture[dy::2, dx::2, "rgb".index(pattern[k])]
+        rgb = image_to_rgb(image_msg(mosaic, f"bayer_{pattern}8", stamp()))
+        error = np.abs(rgb.astype(int) - picture)[3:-3, 3:-3]
+        assert error.max() <= 12 and error.mean() < 3, (pattern, error.max(), error.mean())
+
+
+def test_an_odd_width_of_paired_pixels_is_one_line():
+    msg = image_msg(np.zeros((4, 7, 2), np.uint8), "yuv422", stamp())
+    with pytest.raises(ImageError, match="width/height: yuv422 pairs pixels: its width must "
+                                         "be even, not 7"):
+        image_to_rgb(msg)
+
+
+def test_a_compressed_bayer_mosaic_is_demosaiced():
+    """image_transport's compressed Bayer ("bayer_rggb8; png compressed bayer_rggb8") was
+    decoded as a grey picture."""
+    mosaic = SOURCES["bayer_rggb8"]
+    for bits in (8, 16):
+        data = mosaic if bits == 8 else mosaic.astype(np.uint16) * 257
+        msg = CompressedImage(format=f"bayer_rggb{bits}; png compressed bayer_rggb{bits}")
+        msg.data = cv2.imencode(".png", data)[1].tobytes()
+        assert np.array_equal(compressed_to_rgb(msg),
+                              cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2RGB)), bits
 
 
 @pytest.mark.parametrize("pad", [0, 3])
@@ -74,7 +134,7 @@ def test_rgb8_is_decoded_without_a_copy(pad):
 
 
 @pytest.mark.parametrize("mutate, field, text", [
-    (lambda m: setattr(m, "encoding", "yuv422"), "encoding", "'yuv422' is not supported"),
+    (lambda m: setattr(m, "encoding", "16UC1"), "encoding", "'16UC1' is not supported"),
     (lambda m: setattr(m, "encoding", "8UC3"), "encoding", "(use rgb8 or bgr8 for colour)"),
     (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "data", "188 bytes, expected step x height = 27 x 7 = 189"),
     (lambda m: setattr(m, "data", bytes(m.data) + b"x"), "data", "190 bytes"),

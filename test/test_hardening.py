@@ -384,6 +384,44 @@ def test_a_backend_that_fails_on_the_first_frame_hands_over(ros, checkpoint, tmp
         finish(proc, probe)
 
 
+def test_a_camera_info_latched_before_the_node_starts(ros, checkpoint, tmp_path):
+    """A static calibration published once, transient local, before the node started (what
+    a latched camera_info publisher does): the node gets it and makes point clouds (its
+    volatile subscription never received it: no cloud, ever), and says nothing of the
+    latched subscription that volatile publishers do not match."""
+    from rclpy.node import Node
+
+    from hydranet_ros.ros.qos import latched
+    static = Node("static_calibration", namespace="/latched")
+    publisher = static.create_publisher(type(camera_info(64, 48)), "camera_info", latched())
+    publisher.publish(camera_info(64, 48))
+    proc, probe = start_node(tmp_path, checkpoint, "/latched")
+    try:
+        assert send_and_wait(probe, picture(64, 48), ["segmentation/labels", "points"]), \
+            proc.log()
+        assert "incompatible" not in proc.log().lower(), proc.log()
+    finally:
+        finish(proc, probe)
+        static.destroy_node()
+
+
+def test_use_sim_time_without_a_clock_still_reports(ros, checkpoint, tmp_path):
+    """use_sim_time with no /clock (a bag played without --clock): /diagnostics still comes
+    (its timer ran on ROS time and never fired), and a camera that publishes but delivers
+    nothing is reported as such."""
+    from hydranet_ros.stats import NO_INPUT_S
+    proc, probe = start_node(tmp_path, checkpoint, "/simtime", use_sim_time=True)
+    try:
+        wait_matched(probe)
+        values = diagnostics_values(probe, "/simtime", timeout=5.0)
+        assert values["frames received"] == "0", values
+        assert proc.wait_for_log("no image on '/simtime/image' for ", NO_INPUT_S + 10), \
+            proc.log()
+        assert "1 publisher(s) there, nothing delivered" in proc.log(), proc.log()
+    finally:
+        finish(proc, probe)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_during_inference(ros, checkpoint, tmp_path, sig):
     """Stopped mid-inference: exits within 2 s, no traceback, and nothing of the frame in

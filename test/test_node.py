@@ -181,7 +181,7 @@ def test_mono_encodings_end_to_end(probe, node, predictor, encoding, big_endian)
 
 
 BAD_FRAMES = {
-    "encoding": lambda s: image_msg(picture(), "yuv422", s),
+    "encoding": lambda s: image_msg(picture(), "16UC1", s),
     "data": lambda s: _truncated(image_msg(picture(), "rgb8", s)),
     "width/height": lambda s: _empty(s),
     "step": lambda s: _short_step(image_msg(picture(), "rgb8", s)),
@@ -442,6 +442,26 @@ def test_values_typed_as_ros2_param_set_types_them(probe, node):
     assert not refused.successful and "out of range" in refused.reason
 
 
+def test_start_up_values_typed_as_yaml_types_them(ros):
+    """``max_depth: 50`` in a params file (or ``-p batch_wait:=0``) is an integer for a
+    floating-point parameter: taken as declared at start-up as at run time (the node
+    refused to start, "expecting type 'DOUBLE'")."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from hydranet_ros.ros.parameters import declare_parameters
+    overrides = [Parameter("max_depth", Parameter.Type.INTEGER, 50),
+                 Parameter("batch_wait", Parameter.Type.INTEGER, 0)]
+    node = Node("typed_at_start", parameter_overrides=overrides)
+    try:
+        declare_parameters(node)
+        for name, value in (("max_depth", 50.0), ("batch_wait", 0.0)):
+            param = node.get_parameter(name)
+            assert (param.type_, param.value) == (Parameter.Type.DOUBLE, value), name
+    finally:
+        node.destroy_node()
+
+
 def test_diagnostics_report(probe):
     probe.diagnostics.clear()
     for _ in range(3):
@@ -472,7 +492,8 @@ def test_diagnostics_report(probe):
 def test_a_silent_camera_is_reported(probe, node):
     """No image for NO_INPUT_S while the outputs have subscribers (the probe's): /diagnostics
     turns WARN naming the image topic, and one warning (not one per report) says there is a
-    publisher that delivers nothing; the next image ends it, and the log says so."""
+    publisher that delivered before (not "nothing delivered", which sent users looking for a
+    QoS mismatch); the next image ends it, and the log says so."""
     from hydranet_ros.stats import NO_INPUT_S
     probe.diagnostics.clear()
     logged = len(node.log())
@@ -485,7 +506,9 @@ def test_a_silent_camera_is_reported(probe, node):
         [d.status[0].message for d in probe.diagnostics]
     assert probe.spin_until(lambda: "no image on '/image' for " in node.log()[logged:],
                             timeout=10), node.log()[-2000:]
-    assert "1 publisher(s) there, nothing delivered" in node.log()[logged:]
+    # the probe's images came before: the camera stopped, no QoS or transport to blame
+    assert "1 publisher(s) there, which delivered" in node.log()[logged:]
+    assert "has the camera stopped or stalled" in node.log()[logged:]
     reports = len(silent())
     probe.spin_until(lambda: False, timeout=6.0)  # longer than the node's warning throttle
     assert len(silent()) > reports and node.log()[logged:].count("no image on '/image'") == 1

@@ -25,11 +25,25 @@ from ..errors import HydraNetError
 from ..geometry import Intrinsics
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, PUBLISH_ORDER
 
-#: Supported input encodings: (channels, bytes per channel).
-INPUT_ENCODINGS = {
-    "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1),
-    "mono8": (1, 1), "mono16": (1, 2),
+#: Bayer patterns (the 2x2 tile's colours row by row, as sensor_msgs names them) -> the
+#: OpenCV conversion to RGB (OpenCV names a pattern by its second row: cv_bridge's mapping).
+BAYER_TO_RGB = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+                "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+#: Supported input encodings -> (channels, bytes per channel, OpenCV conversion to RGB or
+#: None): what cv_bridge's ``imgmsg_to_cv2(msg, "rgb8")`` converts. 16-bit encodings are
+#: scaled to 8 bits (x 255/65535) first; yuv422 is UYVY, yuv422_yuy2 YUYV (usb_cam's).
+ENCODINGS = {
+    "rgb8": (3, 1, None), "bgr8": (3, 1, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, 1, cv2.COLOR_RGBA2RGB), "bgra8": (4, 1, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, 1, cv2.COLOR_GRAY2RGB), "mono16": (1, 2, cv2.COLOR_GRAY2RGB),
+    "rgb16": (3, 2, None), "bgr16": (3, 2, cv2.COLOR_BGR2RGB),
+    "rgba16": (4, 2, cv2.COLOR_RGBA2RGB), "bgra16": (4, 2, cv2.COLOR_BGRA2RGB),
+    "yuv422": (2, 1, cv2.COLOR_YUV2RGB_UYVY), "yuv422_yuy2": (2, 1, cv2.COLOR_YUV2RGB_YUYV),
+    **{f"bayer_{pattern}{bits}": (1, bits // 8, code)
+       for pattern, code in BAYER_TO_RGB.items() for bits in (8, 16)},
 }
+#: Supported input encodings: (channels, bytes per channel).
+INPUT_ENCODINGS = {name: (channels, depth) for name, (channels, depth, _) in ENCODINGS.items()}
 #: The largest side accepted, against absurd sizes in corrupted headers.
 MAX_SIDE = 1 << 15
 HOST_BIG_ENDIAN = sys.byteorder == "big"
@@ -66,33 +80,34 @@ def _check_layout(msg, channels: int, depth: int) -> None:
                          f"= {step * height}")
 
 
-#: OpenCV conversions to RGB, by input encoding (rgb8 needs none, mono16 is scaled first).
-TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-          "mono8": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB}
-
-
 def image_to_rgb(msg) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a sensor_msgs/Image: a view of the message for rgb8 (padded
     rows too), one OpenCV conversion otherwise.
 
     As cv_bridge's ``imgmsg_to_cv2(msg, 'rgb8')``: alpha is dropped, grey is replicated,
-    mono16 is scaled by 255/65535 and rounded, ``is_bigendian`` is honoured.
+    16-bit values are scaled by 255/65535 and rounded (before demosaicing, for Bayer),
+    ``is_bigendian`` is honoured.
     """
     encoding = msg.encoding
-    if encoding not in INPUT_ENCODINGS:
+    if encoding not in ENCODINGS:
         hint = " (use rgb8 or bgr8 for colour)" if encoding.startswith("8UC") else ""
         raise ImageError("encoding", f"{encoding!r} is not supported{hint}; supported: "
-                         f"{', '.join(INPUT_ENCODINGS)}")
-    channels, depth = INPUT_ENCODINGS[encoding]
+                         f"{', '.join(ENCODINGS)}")
+    channels, depth, code = ENCODINGS[encoding]
     _check_layout(msg, channels, depth)
+    if channels == 2 and msg.width % 2:
+        raise ImageError("width/height", f"{encoding} pairs pixels: its width must be even, "
+                         f"not {msg.width}")
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
     pixels = rows[:, :msg.width * channels * depth]
     if depth == 2:
         order = ">" if msg.is_bigendian else "<"
-        gray16 = pixels.view(np.dtype(f"{order}u2")).reshape(msg.height, msg.width)
-        pixels = cv2.convertScaleAbs(gray16.astype(np.uint16), alpha=255.0 / 65535.0)
+        values = pixels.view(np.dtype(f"{order}u2")).astype(np.uint16)
+        pixels = cv2.convertScaleAbs(values, alpha=255.0 / 65535.0)
     image = pixels.reshape(msg.height, msg.width, channels)
-    return image if encoding == "rgb8" else cv2.cvtColor(image, TO_RGB[encoding])
+    if code is None:
+        return image
+    return cv2.cvtColor(image[:, :, 0] if channels == 1 else image, code)
 
 
 #: dtype and channels of the encodings the node publishes (the inverse of OUTPUT_ENCODINGS).
@@ -116,15 +131,33 @@ def image_to_array(msg) -> np.ndarray:
 
 
 def compressed_to_rgb(msg) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (JPEG or PNG)."""
+    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (JPEG or PNG); a Bayer
+    mosaic, as image_transport names it in the format ("bayer_rggb8; png compressed
+    bayer_rggb8"), is demosaiced as the raw one would be, not taken for a grey picture."""
     if "compressedDepth" in msg.format:
         raise ImageError("format", f"{msg.format!r} is a depth transport, not a colour image")
     data = np.frombuffer(msg.data, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    bayer = _compressed_bayer(msg.format)
+    mode = cv2.IMREAD_UNCHANGED if bayer else cv2.IMREAD_COLOR
+    image = cv2.imdecode(data, mode) if data.size else None
     if image is None:
         raise ImageError("data", f"{data.size} bytes are not a decodable JPEG/PNG image "
                          f"(format {msg.format!r})")
-    return image[:, :, ::-1]
+    if not bayer:
+        return image[:, :, ::-1]
+    if image.ndim != 2:
+        raise ImageError("format", f"{msg.format!r} names a Bayer mosaic, but the image has "
+                         f"{image.shape[2]} channels")
+    if image.dtype == np.uint16:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
+    return cv2.cvtColor(image, ENCODINGS[bayer][2])
+
+
+def _compressed_bayer(fmt: str) -> str | None:
+    """The Bayer encoding a CompressedImage's format says its picture is in, or None."""
+    compressed_as = fmt.split("compressed", 1)[1].strip() if "compressed" in fmt else ""
+    return compressed_as if compressed_as.startswith("bayer_") and \
+        compressed_as in ENCODINGS else None
 
 
 def camera_intrinsics(info, width: int, height: int) -> Intrinsics:

@@ -26,6 +26,7 @@ import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -45,7 +46,8 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
 from .diagnostics import diagnostic_array
 from .lifecycle import exit_now, run_node
 from .parameters import PARAM_BY_NAME, as_declared, choice_error, declare_parameters
-from .qos import latched, profile, publisher_events, subscription_events
+from .qos import (latched, profile, publisher_events, quiet_incompatibility,
+                  subscription_events)
 from .serialized import SideBySide, message_in_place, publish_all, unavailable
 
 NODE_NAME = "hydranet"
@@ -78,6 +80,7 @@ class Camera:
     #: time.monotonic() of its last image (of its subscription's opening before any)
     last_image: float = field(default_factory=time.monotonic)
     silence_logged: bool = False  # its silence (``NO_INPUT_S``) has been warned of
+    images: int = 0  # received since the start
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
     info_came: threading.Event = field(default_factory=threading.Event)
@@ -219,11 +222,20 @@ class HydraNetNode(Node):
                                      partial(self._on_camera_info, camera),
                                      profile(in_rel, QUEUE_DEPTH),
                                      event_callbacks=subscription_events(logger, info_topic, in_rel))
+            # and a latched one: a camera_info published once, transient local (a static
+            # calibration), reaches only a transient-local subscription that joins later;
+            # volatile publishers are incompatible with it, which is expected, so unsaid
+            self.create_subscription(CameraInfo, camera.topic("camera_info"),
+                                     partial(self._on_camera_info, camera), latched(),
+                                     event_callbacks=quiet_incompatibility())
             logger.info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
         self._sync_publishers()
         self._open_label_info()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
+        # on the steady clock: with use_sim_time and no /clock (a bag played without
+        # --clock) a ROS-time timer never fires, and the reports that would say why stop
+        self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _enabled(self) -> set[str]:
         """Outputs switched on (normals only where the model has that head)."""
@@ -314,6 +326,7 @@ class HydraNetNode(Node):
         source = self.cameras[camera]
         now, silent_since = time.monotonic(), source.last_image
         source.last_image = now
+        source.images += 1
         if source.silence_logged:
             source.silence_logged = False
             self.get_logger().info(f"images on '{source.image_topic}' again, after "
@@ -496,15 +509,22 @@ class HydraNetNode(Node):
                   if now - camera.last_image >= NO_INPUT_S and self._listened(camera)]
         for camera in [c for c in silent if not c.silence_logged]:
             camera.silence_logged = True
-            publishers = self.count_publishers(camera.image_topic)
-            why = (f"{publishers} publisher(s) there, nothing delivered: see the log for "
-                   f"'QoS incompatible', or give the camera the large-data transport (README, "
-                   f"Delivery)") if publishers else \
-                "no publisher there: is the camera running and the topic remapped (image:=...)?"
             self.get_logger().warning(f"no image on '{camera.image_topic}' for "
                                       f"{now - camera.last_image:.0f} s while its outputs have "
-                                      f"subscribers: {why}")
+                                      f"subscribers: {self._silence_reason(camera)}")
         return [camera.image_topic for camera in silent]
+
+    def _silence_reason(self, camera: Camera) -> str:
+        """What a silent image topic's publishers suggest is wrong."""
+        publishers = self.count_publishers(camera.image_topic)
+        if not publishers:
+            return "no publisher there: is the camera running and the topic remapped " \
+                   "(image:=...)?"
+        if camera.images:  # it delivered before: not a matter of QoS or transport
+            return (f"{publishers} publisher(s) there, which delivered {camera.images} "
+                    "image(s) before: has the camera stopped or stalled (a paused bag)?")
+        return (f"{publishers} publisher(s) there, nothing delivered: see the log for 'QoS "
+                "incompatible', or give the camera the large-data transport (README, Delivery)")
 
     def stop(self) -> None:
         """Stop the worker (and the publishing thread); a frame in flight finishes but is

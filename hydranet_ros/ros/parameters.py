@@ -159,8 +159,15 @@ def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
     refuse values outside their choices with a HydraNetError.
 
     String arrays are declared by type: an empty default would otherwise be taken for a
-    byte array, and an empty list in YAML leaves them unset.
+    byte array, and an empty list in YAML leaves them unset. Overrides are given the declared
+    type first (``as_declared``): ``max_depth: 50`` in a params file, or ``-p
+    batch_wait:=0``, stopped the node at start-up with "expecting type 'DOUBLE'", though
+    ``ros2 param set`` takes the same value while it runs.
     """
+    overrides = getattr(node, "_parameter_overrides", None)  # rclpy's, from files and -p
+    if isinstance(overrides, dict):
+        for param in as_declared([p for p in overrides.values() if p.name in PARAM_BY_NAME]):
+            overrides[param.name] = param
     for spec in specs:
         if isinstance(spec.default, list):
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
