@@ -26,7 +26,6 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import Callable
 from .entry_points import sigterm_as_interrupt
 from .errors import HydraNetError, one_line
 from .paths import overlapping
-from .staging import PARTIAL, RECORD, looks_partial, read_record, remove_stale_partials
+from .staging import (PARTIAL, RECORD, Owner, looks_partial, read_record, remove_partials,
+                      this_process)
 
 #: Written into the output folder at the end of a run.
 REPORT = "fleet_report.json"
@@ -224,7 +224,8 @@ class BagWorker:
     def describe(self) -> dict:
         if self.error is not None:
             return {"pid": os.getpid(), "error": self.error}
-        return {"pid": os.getpid(), "engine": self.predictor.engine.describe(),
+        return {"pid": os.getpid(), "host": this_process()[0],
+                "engine": self.predictor.engine.describe(),
                 "threads": torch_threads(),
                 "setup_s": round(self.setup_s, 2), "core": self.core, "notes": self.notes}
 
@@ -289,7 +290,7 @@ def run_fleet(inputs: list[str], out_dir: Path, settings: Settings, options: Fle
     out_dir = out_dir.resolve()
     bags = find_bags(inputs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_partials(out_dir):
+    for stale in remove_partials(out_dir):
         say(f"removed the partial output of an interrupted run: {stale.name}")
     jobs, done, refused = plan(bags, out_dir, settings, options.overwrite)
     for bag in done:
@@ -331,6 +332,8 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
     actors = []
     results: dict = {"annotated": [], "failed": []}
     replacements = REPLACEMENTS
+    #: each worker's process, whose partial outputs are removed once it stopped
+    owners: dict[int, Owner] = {}
 
     def core_of(i: int) -> int | None:
         return i % cores if options.pin_cores and local else None
@@ -340,6 +343,7 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
         described = ray.get([a.describe.remote() for a in actors])
         setup_s = time.perf_counter() - t1
         actors, described = _started(ray, actors, described, say)
+        owners.update({id(a): (d["host"], d["pid"]) for a, d in zip(actors, described)})
         workers = len(actors)
         for d in described:
             say(f"worker pid {d['pid']}: {d['engine']}, {d['threads']} thread(s), ready in "
@@ -363,14 +367,15 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                 if alive:
                     idle.append(actor)
                 else:  # the worker could not remove its partial output
-                    _remove_partials_of(job)
+                    _remove_partials_of(job, {owners[id(actor)]})
                     if pending and replacements > 0:
                         replacements -= 1
                         started_one = _replacement(ray, remote_worker, settings, threads,
                                                    core_of(len(actors)), say)
                         if started_one is not None:
-                            actors.append(started_one)
-                            idle.append(started_one)
+                            actors.append(started_one[0])
+                            idle.append(started_one[0])
+                            owners[id(started_one[0])] = started_one[1]
                 for warning in outcome.get("warnings", []):
                     say(f"{job.input.name}: {warning}")
                 if "error" in outcome:
@@ -393,7 +398,7 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
         for actor in actors:
             ray.kill(actor)
         for job in jobs:
-            _remove_partials_of(job)
+            _remove_partials_of(job, set(owners.values()))
         raise
     finally:
         if local:
@@ -406,15 +411,16 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
     return results
 
 
-def _remove_partials_of(job: Job) -> None:
-    """What a stopped worker left of ``job``'s output: never a final output."""
-    for partial in job.output.parent.glob(f".{job.output.name}{PARTIAL}*"):
-        shutil.rmtree(partial, ignore_errors=True)
+def _remove_partials_of(job: Job, stopped: set[Owner]) -> None:
+    """What workers of this run that stopped left of ``job``'s output (never a final
+    output); another run's partial outputs of the same name are left alone."""
+    remove_partials(job.output.parent, job.output.name, owners=stopped)
 
 
 def _replacement(ray, remote_worker, settings: Settings, threads: int | None,
-                 core: int | None, say: Callable[[str], None]):
-    """A new worker in place of one that died, or None (said) where it cannot start."""
+                 core: int | None, say: Callable[[str], None]) -> tuple[object, Owner] | None:
+    """A new worker in place of one that died, with its process, or None (said) where it
+    cannot start."""
     actor = remote_worker.remote(settings, threads, core)
     try:
         described = ray.get(actor.describe.remote(), timeout=300)
@@ -425,7 +431,7 @@ def _replacement(ray, remote_worker, settings: Settings, threads: int | None,
         say(f"a worker stopped and none could start in its place: {described['error']}")
         return None
     say(f"a worker stopped; worker pid {described['pid']} started in its place")
-    return actor
+    return actor, (described["host"], described["pid"])
 
 
 def _started(ray, actors: list, described: list[dict], say: Callable[[str], None]

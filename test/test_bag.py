@@ -185,16 +185,24 @@ def test_frames_before_the_first_camera_info_are_counted(tmp_path, checkpoint, c
 def test_frames_that_cannot_be_annotated_are_said_once_and_fail_the_run(tmp_path, checkpoint,
                                                                          capsys):
     """A bag of an encoding the tool cannot read: one warning (not one per frame), and the
-    run fails with the reason instead of reporting success with empty topics."""
-    source, result = tmp_path / "in", tmp_path / "out"
-    write_bag(source, "mcap", frames(5), depth_camera=True)
-    assert bag_cli.main([str(source), str(result), "--image-topic", "/cam/image_raw",
-                         "--weights", str(checkpoint), *ENGINE]) == 1
+    run fails with the reason instead of reporting success with empty topics; no output is
+    written, and an earlier one it was to replace stays."""
+    source, depth_bag, result = tmp_path / "in", tmp_path / "depth", tmp_path / "out"
+    write_bag(source, "mcap", frames(2))
+    write_bag(depth_bag, "mcap", frames(5), depth_camera=True)
+    run = ["--image-topic", "/cam/image_raw", "--weights", str(checkpoint), *ENGINE]
+    assert bag_cli.run_main(bag_cli.main, [str(depth_bag), str(result), *run], "x") == 1
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if "skipping the frame" in line]
     assert len(warned) == 1 and "'16UC1' is not supported" in warned[0], err
-    assert "error: none of 5 selected frame(s) could be annotated: encoding: '16UC1'" in err
-    assert "/cam/segmentation/labels (0)" not in err and "added nothing" in err, err
+    assert "x: error: none of the 5 selected frame(s) could be annotated: encoding: '16UC1'" \
+        in err and "no output written" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth", "in"]
+    assert bag_cli.main([str(source), str(result), *run]) == 0
+    earlier = read_bag(result)
+    assert bag_cli.run_main(bag_cli.main, [str(depth_bag), str(result), *run, "--overwrite"],
+                            "x") == 1
+    assert read_bag(result) == earlier
 
 
 def test_a_wrong_topic_is_found_before_the_model_loads_and_keeps_the_output(tmp_path,

@@ -43,3 +43,14 @@ def test_a_stamp_sent_again_is_the_newest_and_replaces_the_old():
     infos.add(info(3))  # evicts the oldest kept: 2, not the re-sent 1
     assert infos.for_image(info(1).header) is again
     assert infos.for_image(info(2).header).name == "3.0"
+
+
+def test_a_late_copy_of_one_kept_changes_nothing():
+    """A latched publisher reaches both of the node's camera_info subscriptions: the second
+    copy of an older message, arriving after a newer one, must not make it the newest."""
+    infos = CameraInfos()
+    older, newer = info(1), info(2)
+    infos.add(older)
+    infos.add(newer)
+    infos.add(info(1))  # the same message again (equal fields)
+    assert infos.newest is newer and infos.for_image(info(1).header) is older

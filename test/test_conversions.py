@@ -52,11 +52,10 @@ CV_BRIDGE_CODES = {
 
 def cv_bridge_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     """What cv_bridge's imgmsg_to_cv2(msg, 'rgb8') computes, step by step with OpenCV
-    (16-bit values scaled to 8 bits first)."""
-    if array.dtype == np.uint16:
-        array = cv2.convertScaleAbs(array, alpha=255.0 / 65535.0)
+    (16-bit values converted, then scaled to 8 bits)."""
     code = CV_BRIDGE_CODES[encoding]
-    return array.copy() if code is None else cv2.cvtColor(array, code)
+    rgb = array.copy() if code is None else cv2.cvtColor(array, code)
+    return cv2.convertScaleAbs(rgb, alpha=255.0 / 65535.0) if rgb.dtype == np.uint16 else rgb
 
 
 def _alpha(channels: np.ndarray) -> np.ndarray:
@@ -123,8 +122,8 @@ def test_a_compressed_bayer_mosaic_is_demosaiced():
         data = mosaic if bits == 8 else mosaic.astype(np.uint16) * 257
         msg = CompressedImage(format=f"bayer_rggb{bits}; png compressed bayer_rggb{bits}")
         msg.data = cv2.imencode(".png", data)[1].tobytes()
-        assert np.array_equal(compressed_to_rgb(msg),
-                              cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2RGB)), bits
+        expected = cv_bridge_rgb8(data, f"bayer_rggb{bits}")
+        assert np.array_equal(compressed_to_rgb(msg), expected), bits
 
 
 @pytest.mark.parametrize("pad", [0, 3])

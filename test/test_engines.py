@@ -305,6 +305,33 @@ def test_a_backend_that_cannot_prepare_itself_hands_over_to_pytorch(tmp_path, mo
     assert sum("takes over" in line for line in warnings) == 1  # once, not per frame
 
 
+def test_a_hand_over_that_fails_is_said_once_and_not_retried():
+    """Where PyTorch cannot take over either, each frame fails with one line naming both
+    causes, without exporting again or building PyTorch again for every frame."""
+    from hydranet_ros.engines.fallback import FallbackEngine
+    calls = {"export": 0, "torch": 0}
+
+    class Unprepared(TorchEngine):
+        def predict(self, images, net_size, parts):
+            calls["export"] += 1
+            raise EngineError("exporting the model to openvino failed: disk full")
+
+    def no_torch():
+        calls["torch"] += 1
+        raise RuntimeError("CUDA error: out of memory")
+    warnings: list[str] = []
+    primary = Unprepared(make_model(6, 2), get_preset("kitti"), CPU)
+    primary.backend = "openvino"
+    engine = FallbackEngine(primary, no_torch, warnings.append)
+    image = np.zeros((32, 32, 3), np.uint8)
+    for _ in range(3):
+        with pytest.raises(EngineError, match="openvino fp32 on cpu failed: exporting the model "
+                           "to openvino failed: disk full, and PyTorch could not take over: "
+                           "RuntimeError: CUDA error: out of memory"):
+            engine.predict([image], (32, 32), PARTS)
+    assert calls == {"export": 1, "torch": 1} and not warnings
+
+
 def test_a_bad_frame_does_not_hand_the_backend_over(tmp_path, monkeypatch):
     """Only preparing the backend hands it over: a frame the engine refuses fails alone."""
     import_or_skip("openvino", "openvino is not installed (pip install -e .[engines])")

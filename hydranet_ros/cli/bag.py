@@ -16,7 +16,7 @@ from ..outputs import OUTPUT_BY_NAME, OutputSettings
 from ..presets import preset_names
 from ..ros.bag import (DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, BagResult,
                        check_paths, selected_frames)
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, add_engine_arguments, description,
+from .common import (EXIT_INTERRUPTED, add_engine_arguments, description,
                      predictor_from_args, run_main, sigterm_as_interrupt)
 
 PROG = "hydranet-bag"
@@ -79,11 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=total, unit="frame", desc="annotating", file=sys.stderr) as bar:
         result = annotator.run(on_frame=bar.update)
     print(f"{PROG}: {summary(result, args.output)}", file=sys.stderr)
-    if result.frames == 0 and result.skipped and not result.interrupted:
-        reasons = "; ".join(result.skip_reasons)
-        print(f"{PROG}: error: none of {result.skipped} selected frame(s) could be annotated: "
-              f"{reasons}", file=sys.stderr)
-        return EXIT_ERROR
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 

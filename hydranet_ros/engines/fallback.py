@@ -34,6 +34,9 @@ class FallbackEngine(Engine):
         self._warn = warn or (lambda _: None)
         #: why the primary backend was given up, once it was
         self.failure: str | None = None
+        #: raised for every call once neither the primary nor PyTorch could prepare: the
+        #: export is not retried on every frame
+        self._broken: EngineError | None = None
 
     # -- what the engine is: the one serving now --------------------------------------------
 
@@ -84,14 +87,22 @@ class FallbackEngine(Engine):
                                                         intrinsics))
 
     def _call(self, call: Callable[[Engine], Result]) -> Result:
+        if self._broken is not None:
+            raise self._broken
         try:
             return call(self.current)
         except EngineError as exc:
-            if self._make_fallback is None:
+            make, self._make_fallback = self._make_fallback, None
+            if make is None:
                 raise  # the fallback itself failed to prepare: nothing left to switch to
-            failed = self.current.describe()
-            self.current = self._make_fallback()
-            self._make_fallback = None
-            self.failure = f"{failed} failed: {exc}".splitlines()[0]
+            failed = f"{self.current.describe()} failed: {exc}".splitlines()[0]
+            try:
+                fallback = make()
+            except Exception as fallback_exc:  # noqa: BLE001  reported once, then every frame
+                self._broken = EngineError(f"{failed}, and PyTorch could not take over: "
+                                           f"{type(fallback_exc).__name__}: {fallback_exc}"
+                                           .splitlines()[0])
+                raise self._broken from None
+            self.current, self.failure = fallback, failed
             self._warn(f"{self.failure}; {self.current.describe()} takes over from this frame on")
         return call(self.current)

@@ -26,7 +26,8 @@ from ..errors import HydraNetError, one_line
 from ..outputs import OUTPUT_BY_NAME, OUTPUTS, OutputSettings
 from ..paths import overlapping
 from ..predictor import Predictor, inference_size
-from ..staging import RECORD, partial_folder, publish, read_record, remove_stale_partials
+from ..staging import (RECORD, partial_folder, publish, read_record, remove_made_folders,
+                       remove_partials)
 from .camera_infos import CameraInfos
 from .conversions import (DEPTH_INFO_TOPIC, ImageError, MessageKit, camera_intrinsics,
                           compressed_to_rgb, frame_messages, image_to_rgb, output_topic_types)
@@ -203,7 +204,13 @@ def check_paths(req: BagRequest, probe: bool = False) -> None:
     if probe:
         with closing(open_reader(req.input)) as reader:
             check_topics(reader, req)
-    if not req.output.exists():
+    check_output(req)
+
+
+def check_output(req: BagRequest) -> None:
+    """The output does not exist and can be made, or may be replaced: checked before the
+    run and again just before the finished output takes its place."""
+    if not req.output.exists():  # a link to nothing as well: _check_creatable says so
         _check_creatable(req.output)
         return
     if not req.output.is_dir():  # an output bag is a folder: a file is the user's own
@@ -342,24 +349,26 @@ class BagAnnotator:
         with closing(reader):
             self._find_topics(reader)
             made = _first_missing(req.output)  # the output, or the outermost folder made for it
-            try:
-                req.output.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise HydraNetError(f"cannot create the output bag {req.output}: "
-                                    f"{one_line(exc)}") from None
-            remove_stale_partials(req.output.parent, req.output.name)
             partial = partial_folder(req.output)
             try:
+                try:
+                    req.output.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise HydraNetError(f"cannot create the output bag {req.output}: "
+                                        f"{one_line(exc)}") from None
+                remove_partials(req.output.parent, req.output.name)
                 self._annotate(reader, partial / req.output.name, on_frame)
+                self._check_worth_keeping()
                 incomplete = self.result.interrupted or self.result.unreadable
                 if incomplete and not req.keep_interrupted:
                     shutil.rmtree(partial, ignore_errors=True)
                 else:
+                    check_output(req)  # nothing else took the output's place meanwhile
                     publish(partial, req.output, self._record())
             except BaseException:
                 shutil.rmtree(partial, ignore_errors=True)
-                if made != req.output and os.path.lexists(made):  # folders made for it
-                    shutil.rmtree(made, ignore_errors=True)
+                if made != req.output:  # the folders made for it, those still empty
+                    remove_made_folders(req.output.parent, made)
                 raise
         seconds = self.result.seconds
         seconds["total"] = time.perf_counter() - started
@@ -368,6 +377,18 @@ class BagAnnotator:
             kept = "; the output holds what came before it" if req.keep_interrupted else ""
             raise HydraNetError(self.result.unreadable + kept)
         return self.result
+
+    def _check_worth_keeping(self) -> None:
+        """Raise where the output would hold no annotation although frames were selected
+        (every one failed), or nothing of the input at all: it must not replace an earlier
+        output, nor be taken for a finished one."""
+        result = self.result
+        if result.frames == 0 and result.skipped and not result.interrupted:
+            raise HydraNetError(f"none of the {result.skipped} selected frame(s) could be "
+                                f"annotated: {'; '.join(result.skip_reasons)}; no output "
+                                "written")
+        if result.unreadable and result.messages == 0:
+            raise HydraNetError(f"{result.unreadable}; no output written")
 
     def _record(self) -> dict:
         """What the finished output says of itself (``staging.RECORD``)."""

@@ -37,8 +37,12 @@ class CameraInfos:
         self._by_stamp: dict[tuple[int, int], object] = {}
 
     def add(self, msg) -> None:
-        """Keep ``msg``; the oldest kept goes when more than ``history`` are."""
+        """Keep ``msg``; the oldest kept goes when more than ``history`` are. A copy of one
+        kept (a latched publisher reaches the node's two camera_info subscriptions) changes
+        nothing: coming late, it would have made an older camera_info the newest again."""
         key = stamp_key(msg.header)
+        if self._by_stamp.get(key) == msg:
+            return
         self._by_stamp.pop(key, None)  # a re-sent stamp counts as the newest
         self._by_stamp[key] = msg
         if len(self._by_stamp) > self.history:

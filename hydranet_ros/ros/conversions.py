@@ -31,7 +31,7 @@ BAYER_TO_RGB = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
                 "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
 #: Supported input encodings -> (channels, bytes per channel, OpenCV conversion to RGB or
 #: None): what cv_bridge's ``imgmsg_to_cv2(msg, "rgb8")`` converts. 16-bit encodings are
-#: scaled to 8 bits (x 255/65535) first; yuv422 is UYVY, yuv422_yuy2 YUYV (usb_cam's).
+#: converted, then scaled to 8 bits (x 255/65535); yuv422 is UYVY, yuv422_yuy2 YUYV.
 ENCODINGS = {
     "rgb8": (3, 1, None), "bgr8": (3, 1, cv2.COLOR_BGR2RGB),
     "rgba8": (4, 1, cv2.COLOR_RGBA2RGB), "bgra8": (4, 1, cv2.COLOR_BGRA2RGB),
@@ -85,8 +85,8 @@ def image_to_rgb(msg) -> np.ndarray:
     rows too), one OpenCV conversion otherwise.
 
     As cv_bridge's ``imgmsg_to_cv2(msg, 'rgb8')``: alpha is dropped, grey is replicated,
-    16-bit values are scaled by 255/65535 and rounded (before demosaicing, for Bayer),
-    ``is_bigendian`` is honoured.
+    16-bit values are converted, then scaled by 255/65535 and rounded (Bayer demosaiced at
+    16 bits, as cv_bridge does), ``is_bigendian`` is honoured.
     """
     encoding = msg.encoding
     if encoding not in ENCODINGS:
@@ -102,12 +102,11 @@ def image_to_rgb(msg) -> np.ndarray:
     pixels = rows[:, :msg.width * channels * depth]
     if depth == 2:
         order = ">" if msg.is_bigendian else "<"
-        values = pixels.view(np.dtype(f"{order}u2")).astype(np.uint16)
-        pixels = cv2.convertScaleAbs(values, alpha=255.0 / 65535.0)
+        pixels = pixels.view(np.dtype(f"{order}u2")).astype(np.uint16)
     image = pixels.reshape(msg.height, msg.width, channels)
-    if code is None:
-        return image
-    return cv2.cvtColor(image[:, :, 0] if channels == 1 else image, code)
+    if code is not None:
+        image = cv2.cvtColor(image[:, :, 0] if channels == 1 else image, code)
+    return image if depth == 1 else cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
 
 
 #: dtype and channels of the encodings the node publishes (the inverse of OUTPUT_ENCODINGS).
@@ -148,9 +147,8 @@ def compressed_to_rgb(msg) -> np.ndarray:
     if image.ndim != 2:
         raise ImageError("format", f"{msg.format!r} names a Bayer mosaic, but the image has "
                          f"{image.shape[2]} channels")
-    if image.dtype == np.uint16:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
-    return cv2.cvtColor(image, ENCODINGS[bayer][2])
+    rgb = cv2.cvtColor(image, ENCODINGS[bayer][2])
+    return cv2.convertScaleAbs(rgb, alpha=255.0 / 65535.0) if rgb.dtype == np.uint16 else rgb
 
 
 def _compressed_bayer(fmt: str) -> str | None:
