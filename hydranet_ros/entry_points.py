@@ -37,14 +37,45 @@ NODES = {
 }
 
 
-def sigterm_as_interrupt() -> None:
-    """SIGTERM (``timeout``, ``docker stop``, systemd, a job scheduler) stops the command as
-    Ctrl-C does: what it finished is kept and the rest cleaned up, where Python's default
-    would end it on the spot. Call from the main thread (again after a library that sets its
-    own handler, as ``ray.init`` does)."""
+#: Signals that stop a command as Ctrl-C does: SIGTERM (``timeout``, ``docker stop``,
+#: systemd, a job scheduler) and SIGHUP (its terminal closed). Python's default ends the
+#: process on the spot: no clean-up, child processes orphaned, outputs half written.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Set in a child process's environment to the pid of the command that started it.
+PARENT_ENV = "HYDRANET_EXIT_WITH_PARENT"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_signals_as_interrupt() -> dict:
+    """``STOP_SIGNALS`` raise KeyboardInterrupt, so that a command stops as on Ctrl-C: what
+    it finished is kept, the rest cleaned up, its children stopped. Call from the main
+    thread (again after a library that sets its own handler, as ``ray.init`` does). Returns
+    the handlers replaced, for ``signal.signal`` to put back."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)
+    return {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+
+
+def child_environment() -> dict[str, str]:
+    """What a command adds to a child process's environment so that the child ends with
+    it (``exit_with_parent``), however the command ends, SIGKILL included."""
+    return {PARENT_ENV: str(os.getpid())}
+
+
+def exit_with_parent() -> None:
+    """In a child started with ``child_environment()``: SIGTERM (a clean stop) when the
+    command that started it ends, through Linux's parent-death signal; at once if it has
+    ended already. Elsewhere, or not started so, nothing."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # gone before the signal was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def start(name: str) -> None:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .entry_points import sigterm_as_interrupt
+from .entry_points import stop_signals_as_interrupt
 from .errors import HydraNetError, one_line
 from .paths import overlapping
 from .staging import (PARTIAL, RECORD, Owner, looks_partial, read_record, remove_partials,
@@ -320,7 +320,7 @@ def _run_on_ray(ray, jobs: list[Job], settings: Settings, options: FleetOptions,
                  log_to_driver=False, configure_logging=False)
     else:
         ray.init(address=options.ray_address, log_to_driver=False, configure_logging=False)
-    sigterm_as_interrupt()  # ray.init set its own, which would leave partial outputs behind
+    stop_signals_as_interrupt()  # ray.init set its own: partial outputs would stay behind
     ray_start_s = time.perf_counter() - t0
     gpus = 1 if settings.device.startswith("cuda") or (
         settings.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0

@@ -4,10 +4,12 @@ ROS 2 topics, with the bundled weights, on held-out frames, against the accuracy
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from conftest import import_or_skip
 
@@ -63,3 +65,66 @@ def test_demo_refuses_to_overwrite(tmp_path):
     result = subprocess.run([DEMO, "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "refusing to overwrite" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def _children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux's /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(child) for child in text)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _started_demo(out: Path):
+    """The demo in a session of its own, once its three nodes have started."""
+    import time
+    proc = subprocess.Popen([DEMO, "--frames", "200", "--size", "160x120", "--rate", "5",
+                             "--device", "cpu", "--backend", "torch", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(_children(proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    children = _children(proc.pid)
+    assert len(children) == 3, (children, proc.poll())
+    time.sleep(2.0)  # the nodes are past their imports
+    return proc, children
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_stops_the_demo_and_its_nodes(tmp_path, sig):
+    """SIGTERM (timeout, docker stop) or SIGHUP (the terminal closed) to the demo alone: it
+    stops as on Ctrl-C, exit 130 without a traceback, and its nodes stop with it (SIGTERM
+    printed rclpy's ExternalShutdownException with exit 1; SIGHUP left three orphans)."""
+    import time
+    proc, children = _started_demo(tmp_path / "out")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 15
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "hydranet-demo: interrupted" in err
+    assert not [c for c in children if _alive(c)]
+
+
+def test_the_demos_nodes_end_with_it_even_when_it_is_killed(tmp_path):
+    """SIGKILL (out of memory) gives the demo no chance to stop its nodes: they end by
+    themselves (Linux's parent-death signal), not run on as orphans."""
+    import time
+    proc, children = _started_demo(tmp_path / "out")
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)]

@@ -387,8 +387,7 @@ def test_a_backend_that_fails_on_the_first_frame_hands_over(ros, checkpoint, tmp
 def test_a_camera_info_latched_before_the_node_starts(ros, checkpoint, tmp_path):
     """A static calibration published once, transient local, before the node started (what
     a latched camera_info publisher does): the node gets it and makes point clouds (its
-    volatile subscription never received it: no cloud, ever), and says nothing of the
-    latched subscription that volatile publishers do not match."""
+    volatile subscription never received it: no cloud, ever)."""
     from rclpy.node import Node
 
     from hydranet_ros.ros.qos import latched
@@ -399,6 +398,7 @@ def test_a_camera_info_latched_before_the_node_starts(ros, checkpoint, tmp_path)
     try:
         assert send_and_wait(probe, picture(64, 48), ["segmentation/labels", "points"]), \
             proc.log()
+        assert "'/latched/camera_info' has a latched (transient local) publisher" in proc.log()
         assert "incompatible" not in proc.log().lower(), proc.log()
     finally:
         finish(proc, probe)

@@ -462,6 +462,15 @@ def test_start_up_values_typed_as_yaml_types_them(ros):
         node.destroy_node()
 
 
+def test_camera_drivers_see_one_compatible_subscription(probe, node):
+    """The node's camera_info subscription a driver's volatile publisher sees is the one it
+    can serve: the node subscribes transient local only where a publisher offers that (a
+    volatile driver would warn of an incompatible subscriber in its own log)."""
+    probe.spin_until(lambda: False, timeout=1.5)  # a few of the node's looks for one
+    assert probe.info_pub.get_subscription_count() == 1
+    assert "latched (transient local) publisher" not in node.log()
+
+
 def test_diagnostics_report(probe):
     probe.diagnostics.clear()
     for _ in range(3):

@@ -17,7 +17,7 @@ from ..presets import preset_names
 from ..ros.bag import (DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, BagResult,
                        check_paths, selected_frames)
 from .common import (EXIT_INTERRUPTED, add_engine_arguments, description,
-                     predictor_from_args, run_main, sigterm_as_interrupt)
+                     predictor_from_args, run_main)
 
 PROG = "hydranet-bag"
 
@@ -67,7 +67,6 @@ def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sigterm_as_interrupt()  # as Ctrl-C: the output keeps what was done
     # bad arguments, a bag that cannot be read and topics it lacks fail before the model loads
     check_paths(request_from_args(args, 1), probe=True)
     total = selected_frames(request_from_args(args, 1))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 from pathlib import Path
 
 from ..engines import BACKENDS, PRECISIONS
-from ..entry_points import EXIT_INTERRUPTED, sigterm_as_interrupt  # noqa: F401
+from ..entry_points import EXIT_INTERRUPTED, stop_signals_as_interrupt
 from ..errors import HydraNetError
 from ..predictor import Predictor
 
@@ -25,7 +26,9 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     """Call ``main``; a HydraNetError becomes ``prog: error: ...`` on stderr and exit 1.
 
     So does an OSError (a path that cannot be written, a full disk): the user's to fix, and
-    its text names the path and the reason, which a traceback would only bury."""
+    its text names the path and the reason, which a traceback would only bury. SIGTERM and
+    SIGHUP stop it as Ctrl-C does (``entry_points.STOP_SIGNALS``)."""
+    previous = stop_signals_as_interrupt()
     try:
         return main(argv)
     except (HydraNetError, OSError) as exc:
@@ -34,6 +37,9 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():  # as they were (main may run in a test)
+            signal.signal(sig, handler)
 
 
 def description(doc: str) -> str:

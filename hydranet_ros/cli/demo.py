@@ -53,9 +53,10 @@ def wait_for_scores(processes: dict, summary_file: Path, frames: int, timeout: f
     """Follow the evaluator (a progress bar with the live metrics) until it writes its
     summary; returns the rate at which frames were scored (frames/s, end to end)."""
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
     from std_msgs.msg import String
 
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # signals: run_main's
     node = rclpy.create_node("hydranet_demo_progress", namespace=NAMESPACE)
     bar = tqdm(total=frames, unit="frame", desc="scoring held-out frames")
     latest = {"frames": 0}
@@ -140,22 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = args.out.resolve()
     summary_file = out / "metrics.json"
-    processes = {
+    processes: dict = {}
+    try:  # from the first child on: a Ctrl-C at any point stops every child started
         # depth 5: the evaluator must get every frame; large samples over UDP may need
         # retransmitting after the next one is published
-        "hydranet_node": start("hydranet_node", "hydranet_ros.ros.node",
-                               {"weights": args.weights, **node_engine_parameters(args),
-                                "output_depth": 5}, out / "logs", NAMESPACE),
-        "evaluator": start("evaluator", "hydranet_ros.ros.evaluator",
-                           {"frames": args.frames, "output_json": summary_file,
-                            "montage_dir": out / "montages", "montage_every": args.montage_every},
-                           out / "logs", NAMESPACE),
-        "synthetic_camera": start("synthetic_camera", "hydranet_ros.ros.synthetic_camera",
-                                  {"held_out": "true", "held_out_step": args.frame_step,
-                                   "rate": args.rate, "width": width, "height": height},
-                                  out / "logs", NAMESPACE),
-    }
-    try:
+        processes["hydranet_node"] = start(
+            "hydranet_node", "hydranet_ros.ros.node",
+            {"weights": args.weights, **node_engine_parameters(args), "output_depth": 5},
+            out / "logs", NAMESPACE)
+        processes["evaluator"] = start(
+            "evaluator", "hydranet_ros.ros.evaluator",
+            {"frames": args.frames, "output_json": summary_file,
+             "montage_dir": out / "montages", "montage_every": args.montage_every},
+            out / "logs", NAMESPACE)
+        processes["synthetic_camera"] = start(
+            "synthetic_camera", "hydranet_ros.ros.synthetic_camera",
+            {"held_out": "true", "held_out_step": args.frame_step, "rate": args.rate,
+             "width": width, "height": height}, out / "logs", NAMESPACE)
         scored_per_s = wait_for_scores(processes, summary_file, args.frames, args.timeout)
     finally:
         stop(processes)

@@ -14,7 +14,7 @@ from ..errors import HydraNetError
 from ..fleet import REPORT, FleetOptions, Settings, run_fleet, weights_digest
 from ..outputs import OUTPUT_BY_NAME
 from .bag import add_annotation_arguments
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, description, run_main, sigterm_as_interrupt
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, description, run_main
 
 PROG = "hydranet-fleet"
 
@@ -56,7 +56,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sigterm_as_interrupt()  # as Ctrl-C: finished outputs stay, partial ones go
     settings = settings_from_args(args)
     options = FleetOptions(args.workers, args.ray_address, args.threads_per_worker,
                            args.pin_cores, args.overwrite)

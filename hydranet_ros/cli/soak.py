@@ -133,20 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     fresh_folder(args.out, args.overwrite, ("logs",), ("soak.json", "soak.png"))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
-    rclpy.init()
-    processes = {
-        "hydranet_node": start("hydranet_node", "hydranet_ros.ros.node",
-                               {"weights": args.weights, **node_engine_parameters(args)},
-                               args.out / "logs", NAMESPACE),
-        "synthetic_camera": start("synthetic_camera", "hydranet_ros.ros.synthetic_camera",
-                                  {"rate": args.rate, "width": width, "height": height},
-                                  args.out / "logs", NAMESPACE),
-    }
-    listener = Listener()
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # signals: run_main's
+    processes: dict = {}
+    listener = None
     memory: list[tuple[float, float]] = []
-    pid = processes["hydranet_node"].pid
     duration = args.minutes * 60
-    try:
+    try:  # from the first child on: a Ctrl-C at any point stops every child started
+        processes["hydranet_node"] = start(
+            "hydranet_node", "hydranet_ros.ros.node",
+            {"weights": args.weights, **node_engine_parameters(args)}, args.out / "logs",
+            NAMESPACE)
+        processes["synthetic_camera"] = start(
+            "synthetic_camera", "hydranet_ros.ros.synthetic_camera",
+            {"rate": args.rate, "width": width, "height": height}, args.out / "logs", NAMESPACE)
+        listener = Listener()
+        pid = processes["hydranet_node"].pid
         while not listener.latencies:  # ready: the first frame came through
             rclpy.spin_once(listener.node, timeout_sec=0.1)
             for name, proc in processes.items():
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise HydraNetError(f"hydranet_node exited during the soak; see {args.out / 'logs'}")
         memory.append((time.monotonic(), resident_mb(pid)))
     finally:
-        listener.node.destroy_node()
+        if listener is not None:
+            listener.node.destroy_node()
         rclpy.try_shutdown()
         stop(processes)
     rows = summarise(listener.latencies, memory, started, duration, args.window)

@@ -130,6 +130,7 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
     parameters of the synthetic camera (e.g. ``still`` for rates beyond its renderer).
     """
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     from .conversions import output_topic_types
 
@@ -143,13 +144,15 @@ def measure_delivery(weights: str, rate: float, frames: int, size: tuple[int, in
         logs = logs or Path(tmp)
         params = {"weights": weights, "backend": backend, "device": device,
                   "diagnostics_period": 0.5, **(node_params or {})}
-        processes = {"hydranet_node": start("hydranet_node", "hydranet_ros.ros.node", params,
-                                            logs, namespace, env)}
+        processes: dict = {}
         own_context = not rclpy.ok()
         if own_context:
-            rclpy.init()
+            # signals stay the command's (Ctrl-C, SIGTERM: KeyboardInterrupt, then clean-up)
+            rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         consumer = None
-        try:
+        try:  # from the first child on: a Ctrl-C at any point stops every child started
+            processes["hydranet_node"] = start("hydranet_node", "hydranet_ros.ros.node", params,
+                                               logs, namespace, env)
             probe = rclpy.create_node("hydranet_delivery_probe", namespace=namespace)
             try:
                 model_topics = _node_topics(probe, processes["hydranet_node"], logs)

@@ -23,6 +23,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.utilities import get_rmw_implementation_identifier
 
+from ..entry_points import exit_with_parent
 from ..errors import HydraNetError
 from ..memory import keep_freed_memory
 from .transport import configure_large_data
@@ -45,6 +46,7 @@ def run_node(create: Callable[[], Node], name: str, args: list[str] | None = Non
     publishes is a buffer of that size, which would otherwise be page-faulted in again.
     """
     keep_freed_memory()
+    exit_with_parent()  # started by a command (the demo, the soak): ends with it
     rclpy.init(args=args)
     transport = configure_large_data(get_rmw_implementation_identifier()) if large_data else None
     try:

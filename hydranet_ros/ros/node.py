@@ -27,8 +27,10 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..errors import HydraNetError
@@ -46,11 +48,12 @@ from .conversions import (DEPTH_INFO_TOPIC, ImageError, camera_intrinsics, compr
 from .diagnostics import diagnostic_array
 from .lifecycle import exit_now, run_node
 from .parameters import PARAM_BY_NAME, as_declared, choice_error, declare_parameters
-from .qos import (latched, profile, publisher_events, quiet_incompatibility,
-                  subscription_events)
+from .qos import latched, profile, publisher_events, subscription_events
 from .serialized import SideBySide, message_in_place, publish_all, unavailable
 
 NODE_NAME = "hydranet"
+#: Seconds between looks for a latched (transient-local) camera_info publisher.
+LATCHED_CHECK_S = 0.5
 #: Class ids -> names (vision_msgs/LabelInfo), latched, per camera.
 LABEL_INFO_TOPIC = "segmentation/label_info"
 WARN_PERIOD_S = 5.0
@@ -81,6 +84,8 @@ class Camera:
     last_image: float = field(default_factory=time.monotonic)
     silence_logged: bool = False  # its silence (``NO_INPUT_S``) has been warned of
     images: int = 0  # received since the start
+    #: its transient-local camera_info subscription, once a publisher offers that
+    latched_info: object | None = None
     #: time.monotonic() of the first image decoded before any camera_info had come
     no_info_since: float | None = None
     info_came: threading.Event = field(default_factory=threading.Event)
@@ -222,20 +227,16 @@ class HydraNetNode(Node):
                                      partial(self._on_camera_info, camera),
                                      profile(in_rel, QUEUE_DEPTH),
                                      event_callbacks=subscription_events(logger, info_topic, in_rel))
-            # and a latched one: a camera_info published once, transient local (a static
-            # calibration), reaches only a transient-local subscription that joins later;
-            # volatile publishers are incompatible with it, which is expected, so unsaid
-            self.create_subscription(CameraInfo, camera.topic("camera_info"),
-                                     partial(self._on_camera_info, camera), latched(),
-                                     event_callbacks=quiet_incompatibility())
             logger.info(f"subscribed to '{topic}' ({in_rel}) and '{info_topic}'")
         self._sync_publishers()
         self._open_label_info()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # on the steady clock: with use_sim_time and no /clock (a bag played without
         # --clock) a ROS-time timer never fires, and the reports that would say why stop
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+                          clock=steady)
+        self.create_timer(LATCHED_CHECK_S, self._subscribe_latched_infos, clock=steady)
 
     def _enabled(self) -> set[str]:
         """Outputs switched on (normals only where the model has that head)."""
@@ -484,6 +485,25 @@ class HydraNetNode(Node):
         self.stats.processed(inference_s, time.monotonic() - job.frame.received, stamp_latency)
 
     # -- diagnostics and shutdown -----------------------------------------------------------
+
+    def _subscribe_latched_infos(self) -> None:
+        """A transient-local camera_info subscription for each camera whose camera_info has
+        a transient-local publisher: a calibration published once and latched before the
+        node started reaches only such a subscription. Made only where one is offered: a
+        volatile publisher (a camera driver's) would take it for an incompatible subscriber
+        and warn of it in the driver's log."""
+        for camera in self.cameras.values():
+            if camera.latched_info is not None or not any(
+                    info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                    for info in self.get_publishers_info_by_topic(camera.info_topic)):
+                continue
+            # volatile publishers there too are served by the other subscription: that this
+            # one cannot match them is expected, not a problem to log
+            camera.latched_info = self.create_subscription(
+                CameraInfo, camera.info_topic, partial(self._on_camera_info, camera), latched(),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda info: None))
+            self.get_logger().info(f"'{camera.info_topic}' has a latched (transient local) "
+                                   "publisher: subscribed to it as such too")
 
     def _publish_diagnostics(self) -> None:
         engine = self.predictor.engine

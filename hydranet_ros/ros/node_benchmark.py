@@ -30,8 +30,10 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import get_rmw_implementation_identifier
 
+from ..entry_points import EXIT_INTERRUPTED, child_environment, exit_with_parent
 from ..memory import keep_freed_memory
 from ..outputs import NAVIGATION_OUTPUTS, OUTPUT_BY_NAME, OUTPUTS
 from .conversions import output_topic_types
@@ -54,7 +56,9 @@ class NodeUnderTest:
                  namespace: str, params: dict | None = None) -> None:
         # a context of its own: measurements one after another never share one
         self.context = Context()
-        rclpy.init(context=self.context)
+        # signals stay the command's: Ctrl-C and SIGTERM raise KeyboardInterrupt, and the
+        # bench cleans up (rclpy's own handler shut the context and raised elsewhere)
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         configure_large_data(get_rmw_implementation_identifier())
         overrides = [Parameter("weights", value=str(weights)), Parameter("device", value=device),
                      Parameter("backend", value=backend), Parameter("precision", value=precision),
@@ -99,7 +103,7 @@ class Driver:
         from .synthetic_camera import camera_info_message
 
         keep_freed_memory()  # a subscriber of large samples, set up as the README advises
-        rclpy.init()
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         configure_large_data(get_rmw_implementation_identifier())  # it publishes images
         self.node = rclpy.create_node("hydranet_bench_driver", namespace=namespace)
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -174,19 +178,24 @@ def driver_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, required=True)
     parser.add_argument("--width", type=int, required=True)
     args = parser.parse_args(argv)
-    driver = Driver(args.namespace, args.topics.split(","), (args.height, args.width))
-    if not driver.spin_until(driver.matched, START_TIMEOUT_S):
-        print(REPLY + json.dumps({"error": "the driver and the node did not discover each "
-                                             "other"}), flush=True)
-        return 1
-    print(REPLY + "ready", flush=True)
-    commands = {"frame": driver.frame, "camera_info": driver.camera_info}
-    for line in sys.stdin:
-        if line.strip() not in commands:
-            break
-        print(REPLY + json.dumps(commands[line.strip()]()), flush=True)
-    driver.node.destroy_node()
-    rclpy.try_shutdown()
+    exit_with_parent()  # the bench killed, its driver goes too
+    try:
+        driver = Driver(args.namespace, args.topics.split(","), (args.height, args.width))
+        if not driver.spin_until(driver.matched, START_TIMEOUT_S):
+            print(REPLY + json.dumps({"error": "the driver and the node did not discover "
+                                                 "each other"}), flush=True)
+            return 1
+        print(REPLY + "ready", flush=True)
+        commands = {"frame": driver.frame, "camera_info": driver.camera_info}
+        for line in sys.stdin:
+            if line.strip() not in commands:
+                break
+            print(REPLY + json.dumps(commands[line.strip()]()), flush=True)
+        driver.node.destroy_node()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the bench says it, not this
+        return EXIT_INTERRUPTED
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 
@@ -195,7 +204,7 @@ def _start_driver(namespace: str, topics: list[str], size: tuple[int, int]) -> s
         [sys.executable, "-m", "hydranet_ros.ros.node_benchmark", "--namespace", namespace,
          "--topics", ",".join(topics), "--height", str(size[0]), "--width", str(size[1])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **child_environment()})
 
 
 def _reply(driver: subprocess.Popen, timeout: float) -> str:

@@ -10,19 +10,23 @@ import sys
 import time
 from pathlib import Path
 
+from ..entry_points import child_environment
+
 STOP_TIMEOUT_S = 10.0
 
 
 def start(name: str, module: str, params: dict, logs: Path, namespace: str,
           env: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m module`` as node ``name`` in ``namespace``, with ``env`` added to this
-    process's environment."""
+    process's environment; it ends with this process, however this one ends (SIGKILL
+    included: ``entry_points.exit_with_parent``)."""
     args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
     log = open(logs / f"{name}.log", "w")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **child_environment(),
+                                 **(env or {})})
 
 
 def stop(processes: dict[str, subprocess.Popen]) -> None:

@@ -43,12 +43,6 @@ def subscription_events(logger, topic: str, reliability: str) -> SubscriptionEve
     return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
 
 
-def quiet_incompatibility() -> SubscriptionEventCallbacks:
-    """For a subscription some publishers are expected not to match (rclpy's default logs
-    each of them as a problem)."""
-    return SubscriptionEventCallbacks(incompatible_qos=lambda info: None)
-
-
 def publisher_events(logger, topic: str, reliability: str) -> PublisherEventCallbacks:
     def on_incompatible(info) -> None:
         logger.error(f"QoS incompatible on '{topic}': a subscriber requests a "
