@@ -84,13 +84,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _started_demo(out: Path):
-    """The demo in a session of its own, once its three nodes have started."""
+def _started_demo(out: Path, domain: str):
+    """The demo in a session of its own, once its three nodes have started. In a ROS domain
+    of its own: a process killed outright leaves its shared-memory ports behind, which
+    Fast DDS would otherwise find in the domain the other tests use."""
+    import os
     import time
     proc = subprocess.Popen([DEMO, "--frames", "200", "--size", "160x120", "--rate", "5",
                              "--device", "cpu", "--backend", "torch", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "ROS_DOMAIN_ID": domain})
     deadline = time.monotonic() + 60
     while len(_children(proc.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -101,12 +104,12 @@ def _started_demo(out: Path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_signal_stops_the_demo_and_its_nodes(tmp_path, sig):
+def test_a_stop_signal_stops_the_demo_and_its_nodes(tmp_path, spare_domain, sig):
     """SIGTERM (timeout, docker stop) or SIGHUP (the terminal closed) to the demo alone: it
     stops as on Ctrl-C, exit 130 without a traceback, and its nodes stop with it (SIGTERM
     printed rclpy's ExternalShutdownException with exit 1; SIGHUP left three orphans)."""
     import time
-    proc, children = _started_demo(tmp_path / "out")
+    proc, children = _started_demo(tmp_path / "out", spare_domain)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     deadline = time.monotonic() + 15
@@ -117,11 +120,11 @@ def test_a_stop_signal_stops_the_demo_and_its_nodes(tmp_path, sig):
     assert not [c for c in children if _alive(c)]
 
 
-def test_the_demos_nodes_end_with_it_even_when_it_is_killed(tmp_path):
+def test_the_demos_nodes_end_with_it_even_when_it_is_killed(tmp_path, spare_domain):
     """SIGKILL (out of memory) gives the demo no chance to stop its nodes: they end by
     themselves (Linux's parent-death signal), not run on as orphans."""
     import time
-    proc, children = _started_demo(tmp_path / "out")
+    proc, children = _started_demo(tmp_path / "out", spare_domain)
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 15

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, TypeVar
 
 import cv2
 import numpy as np
@@ -125,6 +125,32 @@ class Engine(ABC):
         if self.precision not in supported:
             raise EngineError(f"backend {self.backend} on {self.device} supports precision "
                               f"{', '.join(supported)}, not {self.precision}")
+
+
+Result = TypeVar("Result")
+
+
+class RoutingEngine(Engine):
+    """An engine whose calls go to one of several engines it holds (``_call`` decides which
+    and how): the precision measured on the first frame (``fastest.py``), a backend with
+    PyTorch to take over (``fallback.py``)."""
+
+    @abstractmethod
+    def _call(self, call: Callable[[Engine], Result]) -> Result:
+        """``call(engine)`` on the engine that serves it."""
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._call(lambda engine: engine.infer(batch))
+
+    def infer_for_postprocess(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._call(lambda engine: engine.infer_for_postprocess(batch))
+
+    def predict(self, images, net_size, parts):
+        return self._call(lambda engine: engine.predict(images, net_size, parts))
+
+    def outputs(self, images, net_size, wanted, settings, intrinsics):
+        return self._call(lambda engine: engine.outputs(images, net_size, wanted, settings,
+                                                        intrinsics))
 
 
 def check_batch(batch: np.ndarray) -> None:

@@ -14,16 +14,11 @@ Only ``EngineError`` (what preparing a backend raises) switches; a bad frame's e
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
-import numpy as np
-
-from .base import Engine, EngineError, Log
-
-Result = TypeVar("Result")
+from .base import Engine, EngineError, Log, Result, RoutingEngine
 
 
-class FallbackEngine(Engine):
+class FallbackEngine(RoutingEngine):
     """``primary`` until it fails to prepare itself; then ``make_fallback()``, for good."""
 
     def __init__(self, primary: Engine, make_fallback: Callable[[], Engine],
@@ -72,19 +67,6 @@ class FallbackEngine(Engine):
         return getattr(self.current, name)
 
     # -- the calls ---------------------------------------------------------------------------
-
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return self._call(lambda engine: engine.infer(batch))
-
-    def infer_for_postprocess(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return self._call(lambda engine: engine.infer_for_postprocess(batch))
-
-    def predict(self, images, net_size, parts):
-        return self._call(lambda engine: engine.predict(images, net_size, parts))
-
-    def outputs(self, images, net_size, wanted, settings, intrinsics):
-        return self._call(lambda engine: engine.outputs(images, net_size, wanted, settings,
-                                                        intrinsics))
 
     def _call(self, call: Callable[[Engine], Result]) -> Result:
         if self._broken is not None:

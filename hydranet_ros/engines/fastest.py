@@ -23,11 +23,8 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
 
-import numpy as np
-
-from .base import Engine, Log
+from .base import Engine, Log, Result, RoutingEngine
 
 #: Calls of each candidate before the timed rounds: the first captures the frame's graph.
 WARMUP_CALLS = 2
@@ -36,10 +33,7 @@ ROUNDS = 10
 #: On a CPU: bf16 and fp32 at 640x480 add about 1 s to the first frame on two cores.
 CPU_ROUNDS = 3
 
-Result = TypeVar("Result")
-
-
-class FastestEngine(Engine):
+class FastestEngine(RoutingEngine):
     """Candidate engines of one backend in several precisions; on the first call the
     fastest at it becomes the engine every call goes to."""
 
@@ -99,16 +93,6 @@ class FastestEngine(Engine):
         return getattr(self.chosen or self.candidates[0], name)
 
     # -- the calls --------------------------------------------------------------------------
-
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return self._call(lambda engine: engine.infer(batch))
-
-    def predict(self, images, net_size, parts):
-        return self._call(lambda engine: engine.predict(images, net_size, parts))
-
-    def outputs(self, images, net_size, wanted, settings, intrinsics):
-        return self._call(lambda engine: engine.outputs(images, net_size, wanted, settings,
-                                                        intrinsics))
 
     def _call(self, call: Callable[[Engine], Result]) -> Result:
         if self.chosen is None:
