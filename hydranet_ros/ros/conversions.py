@@ -100,13 +100,21 @@ def image_to_rgb(msg) -> np.ndarray:
                          f"not {msg.width}")
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
     pixels = rows[:, :msg.width * channels * depth]
+    bayer = encoding.startswith("bayer_")
     if depth == 2:
         order = ">" if msg.is_bigendian else "<"
         pixels = pixels.view(np.dtype(f"{order}u2")).astype(np.uint16)
+        if not bayer:  # channels only copied or dropped: scaling first is exact, and cheaper
+            pixels = _to_8_bits(pixels)
     image = pixels.reshape(msg.height, msg.width, channels)
     if code is not None:
         image = cv2.cvtColor(image[:, :, 0] if channels == 1 else image, code)
-    return image if depth == 1 else cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
+    return _to_8_bits(image) if image.dtype == np.uint16 else image
+
+
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
+    """16-bit values scaled to 8 bits and rounded, as cv_bridge does (x 255/65535)."""
+    return cv2.convertScaleAbs(values, alpha=255.0 / 65535.0)
 
 
 #: dtype and channels of the encodings the node publishes (the inverse of OUTPUT_ENCODINGS).
@@ -148,7 +156,7 @@ def compressed_to_rgb(msg) -> np.ndarray:
         raise ImageError("format", f"{msg.format!r} names a Bayer mosaic, but the image has "
                          f"{image.shape[2]} channels")
     rgb = cv2.cvtColor(image, ENCODINGS[bayer][2])
-    return cv2.convertScaleAbs(rgb, alpha=255.0 / 65535.0) if rgb.dtype == np.uint16 else rgb
+    return _to_8_bits(rgb) if rgb.dtype == np.uint16 else rgb
 
 
 def _compressed_bayer(fmt: str) -> str | None:
