@@ -135,13 +135,13 @@ def input_fingerprint(bag: Path) -> list[list]:
 def count_frames(bag: Path, image_topic: str, every: int = 1) -> int:
     """The frames to annotate (every ``every``-th image on ``image_topic``) according to
     the bag's metadata (0 if unreadable: the worker reports why)."""
+    from .ros.bag import selected_frames
     try:
         from rosbags.rosbag2 import Reader
         with Reader(bag) as reader:
-            images = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
+            return selected_frames(reader, image_topic, every)
     except Exception:  # noqa: BLE001  a corrupt bag is reported by the worker that opens it
         return 0
-    return -(-images // every)
 
 
 def record_for(bag: Path, settings: Settings) -> dict:

@@ -55,7 +55,7 @@ def _owned_name(output: Path, kind: str) -> Path:
 def partial_folder(output: Path) -> Path:
     """A new hidden folder beside ``output`` to write it in, as ``<folder>/<output's name>``
     (rosbags names a bag's data file after its folder). Its name says which process on which
-    host owns it, for ``remove_stale_partials``."""
+    host owns it, for ``remove_partials``."""
     return _owned_name(output, PARTIAL)
 
 

@@ -20,14 +20,14 @@ from hydranet_ros.postprocess import CONFIDENCE, PARTS, postprocess  # noqa: E40
 from hydranet_ros.presets import get_preset  # noqa: E402
 
 ros = import_or_skip("sensor_msgs", "the conversions need the ROS message wheels")
-from hydranet_ros.ros.conversions import (INPUT_ENCODINGS, ImageError,  # noqa: E402
+from hydranet_ros.ros.conversions import (ENCODINGS as INPUTS, ImageError,  # noqa: E402
                                           camera_intrinsics, compressed_to_rgb, image_to_rgb)
 
 #: Bounded so that CI stays fast, derandomised so that a failure reproduces.
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True)
 FIELDS = {"encoding", "width/height", "step", "data", "format", "camera_info"}
-ENCODINGS = list(INPUT_ENCODINGS) + ["8UC3", "16UC1", "32FC1", "yuv422", "bayer_rggb8", "rgb16",
-                                     "", "RGB8", "mono8 "]
+ENCODINGS = list(INPUTS) + ["8UC3", "16UC1", "32FC1", "yuv422", "bayer_rggb8", "rgb16", "",
+                            "RGB8", "mono8 "]
 MAX_BYTES = 1 << 20
 
 

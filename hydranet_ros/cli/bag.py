@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,7 +16,7 @@ from ..memory import keep_freed_memory
 from ..outputs import OUTPUT_BY_NAME, OutputSettings
 from ..presets import preset_names
 from ..ros.bag import (DEFAULT_OUTPUTS, STORAGES, BagAnnotator, BagRequest, BagResult,
-                       check_paths, selected_frames)
+                       check_paths, check_topics, open_reader, selected_frames)
 from .common import (EXIT_INTERRUPTED, add_engine_arguments, description,
                      predictor_from_args, run_main)
 
@@ -68,8 +69,12 @@ def request_from_args(args: argparse.Namespace, batch: int) -> BagRequest:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # bad arguments, a bag that cannot be read and topics it lacks fail before the model loads
-    check_paths(request_from_args(args, 1), probe=True)
-    total = selected_frames(request_from_args(args, 1))
+    request = request_from_args(args, 1)
+    check_paths(request)
+    with closing(open_reader(request.input)) as reader:
+        check_topics(reader, request)
+        total = selected_frames(reader, request.image_topic, request.every, request.start_s,
+                                request.end_s)
     keep_freed_memory()  # a frame loop: keep image-sized buffers mapped between frames
     predictor = predictor_from_args(args)
     batch = args.batch or (4 if predictor.engine.device.startswith("cuda") else 1)

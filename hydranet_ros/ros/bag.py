@@ -153,10 +153,10 @@ class _Frame:
     intrinsics: object | None
 
 
-def check_input(path: Path, probe: bool = False) -> None:
+def check_input(path: Path) -> None:
     """``path`` is a bag: a folder with metadata.yaml, or a .mcap or .db3 file (so that the
-    usual mistakes get their own message); with ``probe`` it is opened too, so that a bag
-    rosbags cannot read fails before a model loads rather than after."""
+    usual mistakes get their own message). Whether rosbags can read it is for
+    ``open_reader`` to find out."""
     if not path.exists():
         raise HydraNetError(f"input bag {path} does not exist")
     if path.is_dir():
@@ -165,8 +165,6 @@ def check_input(path: Path, probe: bool = False) -> None:
     elif not path.is_file() or path.suffix not in BAG_FILE_SUFFIXES:
         raise HydraNetError(f"input bag {path} is not a rosbag2 bag: neither a folder with "
                             f"metadata.yaml nor a {' or '.join(BAG_FILE_SUFFIXES)} file")
-    if probe:
-        open_reader(path).close()
 
 
 def _check_creatable(path: Path) -> None:
@@ -193,17 +191,13 @@ def _first_missing(path: Path) -> Path:
     return path
 
 
-def check_paths(req: BagRequest, probe: bool = False) -> None:
-    """The input is a bag (with ``probe`` also opened, and its topics checked against the
-    request); the output does not exist and can be made, or is an earlier output of this
-    package (it holds ``staging.RECORD``) that may be replaced."""
-    check_input(req.input, probe)
+def check_paths(req: BagRequest) -> None:
+    """The input is a bag; the output does not exist and can be made, or is an earlier
+    output of this package (it holds ``staging.RECORD``) that may be replaced."""
+    check_input(req.input)
     if overlapping(req.input, req.output):
         raise HydraNetError(f"the output bag {req.output} cannot be the input bag {req.input}, "
                             "hold it or lie inside it")
-    if probe:
-        with closing(open_reader(req.input)) as reader:
-            check_topics(reader, req)
     check_output(req)
 
 
@@ -250,14 +244,15 @@ def check_topics(reader, req: BagRequest):
     return image, info, namespace
 
 
-def selected_frames(req: BagRequest) -> int | None:
-    """How many frames ``req`` selects, from the bag's metadata, for a progress bar's total;
-    None where --start or --end make it unknowable without reading the bag."""
-    if req.start_s > 0 or req.end_s is not None:
+def selected_frames(reader, image_topic: str, every: int = 1, start_s: float = 0.0,
+                    end_s: float | None = None) -> int | None:
+    """How many frames every ``every``-th image on ``image_topic`` makes, from the bag's
+    metadata, for a progress bar's total; None where a start or end makes it unknowable
+    without reading the bag."""
+    if start_s > 0 or end_s is not None:
         return None
-    with closing(open_reader(req.input)) as reader:
-        images = sum(c.msgcount for c in reader.connections if c.topic == req.image_topic)
-    return -(-images // req.every)
+    images = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
+    return -(-images // every)
 
 
 class BagAnnotator:
@@ -431,22 +426,25 @@ class BagAnnotator:
             on_frame(self._flush())
         except KeyboardInterrupt:
             self.result.interrupted = True
-            self._pending.clear()
-            self._waiting = None
-            self._write_held([])
+            self._keep_what_was_read()
         except WriteFailed:
             writing_failed = True
             raise
         except HydraNetError:
             raise
         except Exception as exc:  # noqa: BLE001  a broken storage file raises anything
-            self._pending.clear()
-            self._waiting = None
-            self._write_held([])
+            self._keep_what_was_read()
             self.result.unreadable = f"{req.input}: cannot read past {position}: " \
                                      f"{type(exc).__name__}: {one_line(exc)}"
         finally:
             self._close(writer, writing_failed)
+
+    def _keep_what_was_read(self) -> None:
+        """The run stops early: frames not yet annotated are dropped, and the input's
+        messages held back for them are written, so the output is what was read."""
+        self._pending.clear()
+        self._waiting = None
+        self._write_held([])
 
     def _copy(self, conn, timestamp: int, raw: bytes) -> None:
         self.result.messages += 1

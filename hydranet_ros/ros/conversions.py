@@ -42,8 +42,6 @@ ENCODINGS = {
     **{f"bayer_{pattern}{bits}": (1, bits // 8, code)
        for pattern, code in BAYER_TO_RGB.items() for bits in (8, 16)},
 }
-#: Supported input encodings: (channels, bytes per channel).
-INPUT_ENCODINGS = {name: (channels, depth) for name, (channels, depth, _) in ENCODINGS.items()}
 #: The largest side accepted, against absurd sizes in corrupted headers.
 MAX_SIDE = 1 << 15
 HOST_BIG_ENDIAN = sys.byteorder == "big"

@@ -166,7 +166,7 @@ def declare_parameters(node, specs: tuple[ParamSpec, ...] = PARAMS) -> None:
     """
     overrides = getattr(node, "_parameter_overrides", None)  # rclpy's, from files and -p
     if isinstance(overrides, dict):
-        for param in as_declared([p for p in overrides.values() if p.name in PARAM_BY_NAME]):
+        for param in as_declared(list(overrides.values())):  # others come back as they were
             overrides[param.name] = param
     for spec in specs:
         if isinstance(spec.default, list):
